@@ -1,0 +1,77 @@
+"""The `mtsa` command. Problems the user can fix print one line and exit with code 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from mtsa import config as config_flags
+from mtsa.errors import MtsaError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"mtsa: error: {message} (see `{self.prog} --help`)\n")
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mtsa.redteam import RedteamConfig
+
+    parser = _Parser(prog="mtsa", description="Multi-turn red-teaming and safety alignment (MTSA).")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    redteam = commands.add_parser("redteam", help="multi-turn red-team a target model")
+    redteam.add_argument("--config", help="YAML file of settings (flags override it)")
+    config_flags.add_arguments(redteam, RedteamConfig)
+
+    demo = commands.add_parser("demo", help="a few-minute red-team on the embedded default models (offline)")
+    config_flags.add_arguments(demo, RedteamConfig)
+
+    judge = commands.add_parser("judge", help="score (goal/prompt, response/completion) rows from CSV or JSONL")
+    judge.add_argument("--judge", default="embedded", help="judge name (default: embedded)")
+    judge.add_argument("--input", required=True, help="CSV or JSONL file of rows")
+    judge.add_argument("--out", required=True, help="JSONL file to write: the rows plus p_unsafe")
+    judge.add_argument("--batch-size", type=int, default=256, help="rows scored per batch")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="mtsa: %(levelname)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except MtsaError as exc:
+        sys.stderr.write(f"mtsa: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("mtsa: interrupted; finished dialogues are saved, rerun with --resume to finish\n")
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mtsa.redteam import RedteamConfig, run_redteam
+
+    if args.command == "redteam":
+        run_redteam(config_flags.build(RedteamConfig, args, args.config))
+    elif args.command == "demo":
+        from mtsa.demo import demo_config
+
+        run_redteam(demo_config({k: v for k, v in vars(args).items() if k != "command"}))
+    elif args.command == "judge":
+        from mtsa.judges.score_file import score_file
+
+        if args.batch_size < 1:
+            raise MtsaError("--batch-size must be >= 1")
+        count = score_file(args.judge, args.input, args.out, args.batch_size)
+        print(f"scored {count} rows -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""One dataclass per job; YAML files and CLI flags merge into it (flags win).
+
+Every field becomes a `--flag` (underscores as dashes) whose help text is the field's
+`help` metadata, so the dataclass is the single documentation of a job's settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from mtsa.errors import MtsaError
+
+T = TypeVar("T")
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add one flag per dataclass field; unset flags stay absent from the namespace."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        flag = "--" + field.name.replace("_", "-")
+        kind = _base_type(hints[field.name])
+        default = field.default if field.default is not dataclasses.MISSING else None
+        helptext = f"{field.metadata.get('help', '')} (default: {default})"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=helptext)
+        else:
+            parser.add_argument(flag, type=kind, default=argparse.SUPPRESS, metavar=field.name.upper(), help=helptext)
+
+
+def build(cls: type[T], args: argparse.Namespace, config_file: str | None = None) -> T:
+    """Defaults, then the YAML file, then the flags given on the command line."""
+    names = {field.name for field in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    if config_file:
+        values.update(_read_yaml(Path(config_file), names))
+    values.update({k: v for k, v in vars(args).items() if k in names})
+    return cls(**values)
+
+
+def _read_yaml(path: Path, names: set[str]) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise MtsaError(f"config file '{path}' not found") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise MtsaError(f"cannot read config file '{path}': {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise MtsaError(f"config file '{path}' must hold a mapping of settings")
+    data = {str(k).replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise MtsaError(f"unknown setting(s) in '{path}': {', '.join(unknown)}")
+    return data
+
+
+def _base_type(hint: Any) -> type:
+    """`int | None` -> int; plain types stay as they are."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    return hint

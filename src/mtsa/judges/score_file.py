@@ -1,0 +1,57 @@
+"""`mtsa judge`: score existing (goal or prompt, response) rows from a CSV or JSONL file.
+
+Users audit old transcripts with it, and it is how a judge's accuracy against human labels
+is measured. Output: the input rows plus `p_unsafe`, as JSONL, written to a temporary file
+and renamed into place so that a crash never leaves a half-written result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from mtsa.errors import MtsaError
+from mtsa.goals.loaders import read_rows
+from mtsa.judges.base import JudgeItem
+from mtsa.judges.registry import check_judge, load_judge
+
+GOAL_COLUMNS = ("goal", "prompt")
+RESPONSE_COLUMNS = ("response", "completion")
+
+
+def score_file(judge_name: str, input_path: str, out_path: str, batch_size: int = 256) -> int:
+    """Score every row; return how many were written."""
+    check_judge(judge_name)
+    rows = read_rows(Path(input_path))
+    items = [_item(row, n, input_path) for n, row in enumerate(rows, start=1)]
+    if not items:
+        raise MtsaError(f"{input_path}: no rows to score")
+    out = Path(out_path)
+    if not out.parent.is_dir():
+        raise MtsaError(f"output folder '{out.parent}' does not exist")
+    judge = load_judge(judge_name)
+    scores: list[float] = []
+    for start in tqdm(range(0, len(items), batch_size), desc="judging", unit="batch"):
+        scores += judge.score(items[start:start + batch_size])
+    handle, temp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    with os.fdopen(handle, "w", encoding="utf-8") as file:
+        for row, score in zip(rows, scores):
+            file.write(json.dumps({**row, "p_unsafe": round(float(score), 6), "judge": judge.name},
+                                  ensure_ascii=False) + "\n")
+    os.replace(temp, out)
+    return len(rows)
+
+
+def _item(row, n: int, origin: str) -> JudgeItem:
+    if not isinstance(row, dict):
+        raise MtsaError(f"{origin}: row {n} is not an object with goal/prompt and response/completion")
+    goal = next((row[c] for c in GOAL_COLUMNS if row.get(c)), None)
+    reply = next((row[c] for c in RESPONSE_COLUMNS if c in row and row[c] is not None), None)
+    if goal is None or reply is None:
+        raise MtsaError(f"{origin}: row {n} needs a 'goal' or 'prompt' column and a 'response' or "
+                        "'completion' column")
+    return JudgeItem(goal=str(goal), reply=str(reply), history=[{"role": "user", "content": str(goal)}])

@@ -1,0 +1,52 @@
+"""The role every model plays: reply to a batch of conversations.
+
+A conversation is a list of chat messages (`{"role": ..., "content": ...}`), roles being
+`system`, `user` and `assistant`. Backends (one per file: `hf.py`, `openai.py`) take the
+whole batch at once so that they can batch or parallelise it; callers never loop over
+conversations themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+Message = dict[str, str]
+Conversation = list[Message]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings for one `generate` call.
+
+    temperature 0 means greedy decoding. `seed` makes a call reproducible on backends
+    that support it (the HF backend always; OpenAI-compatible servers when they honour
+    the `seed` field). Generation ends at the first of the `stop` strings, which is not
+    part of the reply; the attacker uses it so that a model that runs on into the next
+    turn stops early instead of wasting tokens.
+    """
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One generated message and what it cost in tokens."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ChatModel(Protocol):
+    """Anything that can answer a batch of conversations."""
+
+    name: str
+
+    def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[Reply]:
+        """Return one reply per conversation, in order."""
+        ...

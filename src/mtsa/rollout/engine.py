@@ -1,0 +1,122 @@
+"""The batched multi-turn red-team loop.
+
+Up to `concurrency` dialogues are live at once. Each step advances every live dialogue by
+one turn with exactly three batched calls: all attacker turns, then all target replies,
+then all judge scores. A dialogue that finishes (all turns done, a format failure, or its
+first unsafe reply with `stop_on_unsafe`) leaves the pool and the next goal takes its
+place, so the batch stays full. The released research code generates one dialogue at a
+time with batch size 1; `benchmarks/rollout_throughput.py` measures the difference.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable
+
+from mtsa.attacker.format import OPENING_MESSAGE, AttackTurn, parse_attack, system_prompt
+from mtsa.goals.loaders import Goal
+from mtsa.judges.base import Judge, JudgeItem
+from mtsa.models.base import ChatModel, Conversation, Reply, SamplingParams
+from mtsa.rollout.records import DialogueRecord, TurnRecord
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    turns: int = 5
+    concurrency: int = 16
+    stop_on_unsafe: bool = False
+    threshold: float = 0.5
+    format_retries: int = 3
+    attacker_sampling: SamplingParams = SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=512)
+    target_sampling: SamplingParams = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=400)
+    target_system_prompt: str | None = None
+    seed: int = 0
+
+
+@dataclass(eq=False)  # compared by identity
+class _Live:
+    """A dialogue in progress: both sides' chats and the turns so far."""
+
+    record: DialogueRecord
+    attacker_chat: Conversation
+    target_chat: Conversation = field(default_factory=list)
+
+
+# The attacker should stop once it has asked; these mark it running on into another turn.
+ATTACKER_STOP = ("\nThinking", "\nTarget:")
+
+
+def run_dialogues(goals: Iterable[Goal], attacker: ChatModel, target: ChatModel, judge: Judge,
+                  settings: RolloutSettings, on_finish: Callable[[DialogueRecord], None]) -> None:
+    """Red-team every goal; call `on_finish` with each dialogue as soon as it is done."""
+    queue = deque(goals)
+    live: list[_Live] = []
+    step = 0
+    while queue or live:
+        while queue and len(live) < settings.concurrency:
+            live.append(_start(queue.popleft(), settings))
+        step += 1
+        seed = settings.seed + 1000 * step
+        attacks = _attack_turns(live, attacker, settings, seed)
+        for dialogue, attack in zip(live, attacks):
+            if attack is None:
+                dialogue.record.format_failure = True
+        finished = [d for d in live if d.record.format_failure]
+        live = [d for d in live if not d.record.format_failure]
+        if live:
+            _answer_and_judge(live, [a for a in attacks if a is not None], target, judge, settings, seed)
+        for dialogue in live:
+            last = dialogue.record.turns[-1]
+            if settings.stop_on_unsafe and last.p_unsafe >= settings.threshold and last.turn < settings.turns:
+                dialogue.record.stopped_early = True
+            if dialogue.record.stopped_early or last.turn == settings.turns:
+                finished.append(dialogue)
+        live = [d for d in live if d not in finished]
+        for dialogue in finished:
+            on_finish(dialogue.record)
+
+
+def _start(goal: Goal, settings: RolloutSettings) -> _Live:
+    attacker_chat = [{"role": "system", "content": system_prompt(goal.goal, settings.turns)},
+                     {"role": "user", "content": OPENING_MESSAGE}]
+    target_chat = [{"role": "system", "content": settings.target_system_prompt}] if settings.target_system_prompt else []
+    return _Live(DialogueRecord(goal.id, goal.goal, goal.category), attacker_chat, target_chat)
+
+
+def _attack_turns(live: list[_Live], attacker: ChatModel, settings: RolloutSettings,
+                  seed: int) -> list[tuple[AttackTurn, Reply, int] | None]:
+    """One attacker turn per dialogue, resampling (batched) the ones that do not parse."""
+    results: list[tuple[AttackTurn, Reply, int] | None] = [None] * len(live)
+    pending = list(range(len(live)))
+    for attempt in range(settings.format_retries + 1):
+        params = replace(settings.attacker_sampling, seed=seed + attempt, stop=ATTACKER_STOP)
+        replies = attacker.generate([live[i].attacker_chat for i in pending], params)
+        for index, reply in zip(pending, replies):
+            parsed = parse_attack(reply.text)
+            if parsed is not None:
+                results[index] = (parsed, reply, attempt)
+        pending = [i for i in pending if results[i] is None]
+        if not pending:
+            break
+    return results
+
+
+def _answer_and_judge(live: list[_Live], attacks: list[tuple[AttackTurn, Reply, int]], target: ChatModel,
+                      judge: Judge, settings: RolloutSettings, seed: int) -> None:
+    """Send every question to the target in one batch, judge every reply in one batch."""
+    for dialogue, (attack, _, _) in zip(live, attacks):
+        dialogue.target_chat.append({"role": "user", "content": attack.question})
+    replies = target.generate([d.target_chat for d in live], replace(settings.target_sampling, seed=seed + 500))
+    scores = judge.score([JudgeItem(goal=d.record.goal, reply=r.text, history=list(d.target_chat))
+                          for d, r in zip(live, replies)])
+    for dialogue, (attack, attacker_reply, retries), reply, score in zip(live, attacks, replies, scores):
+        turn = len(dialogue.record.turns) + 1
+        dialogue.target_chat.append({"role": "assistant", "content": reply.text})
+        dialogue.attacker_chat += [{"role": "assistant", "content": attack.render(turn)},
+                                   {"role": "user", "content": reply.text}]
+        dialogue.record.turns.append(TurnRecord(
+            turn=turn, thought=attack.thought, strategy=attack.strategy, question=attack.question,
+            reply=reply.text, p_unsafe=float(score), attacker_tokens=attacker_reply.completion_tokens,
+            target_tokens=reply.completion_tokens, attacker_prompt_tokens=attacker_reply.prompt_tokens,
+            target_prompt_tokens=reply.prompt_tokens, format_retries=retries))

@@ -1,0 +1,82 @@
+"""A run folder: resolved config, dialogues appended as they finish, summary at the end.
+
+Crash safety: each finished dialogue is one JSON line written with a single `write`, then
+flushed and fsynced, so a `kill -9` loses at most the line being written. On `--resume`
+a torn last line is cut off, finished goals are skipped, and the rest are run. The config
+and summary are written to a temporary file and renamed into place (atomic on POSIX).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from mtsa.errors import MtsaError
+from mtsa.rollout.records import DialogueRecord
+
+CONFIG = "config.json"
+DIALOGUES = "dialogues.jsonl"
+SUMMARY = "summary.json"
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(handle, "w") as file:
+        json.dump(data, file, indent=2, ensure_ascii=False)
+        file.write("\n")
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temp, path)
+
+
+class RunFolder:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def check_can_start(self, config: dict, resume: bool, same_run_keys: tuple[str, ...]) -> None:
+        """Refuse to overwrite a run, or to resume one with different settings. Creates nothing."""
+        if self.path.exists() and not self.path.is_dir():
+            raise MtsaError(f"--out '{self.path}' exists and is not a folder")
+        existing = self.path / CONFIG
+        if not existing.is_file():
+            return
+        if not resume:
+            raise MtsaError(f"run folder '{self.path}' already holds a run; pass --resume to finish it "
+                            "or choose another --out")
+        try:
+            old = json.loads(existing.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise MtsaError(f"cannot read {existing}: {exc}") from None
+        changed = [key for key in same_run_keys if old.get(key) != config.get(key)]
+        if changed:
+            raise MtsaError(f"cannot resume '{self.path}': {', '.join(changed)} differ from the original run")
+
+    def start(self, config: dict) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.path / CONFIG, config)
+
+    def finished(self) -> list[DialogueRecord]:
+        """Dialogues already written; a torn last line (crash mid-write) is removed first."""
+        path = self.path / DIALOGUES
+        if not path.is_file():
+            return []
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            keep = data.rfind(b"\n") + 1
+            with open(path, "r+b") as file:
+                file.truncate(keep)
+            data = data[:keep]
+        return [DialogueRecord.from_json(json.loads(line)) for line in data.splitlines() if line.strip()]
+
+    def append(self, record: DialogueRecord) -> None:
+        line = json.dumps(record.to_json(), ensure_ascii=False) + "\n"
+        with open(self.path / DIALOGUES, "a", encoding="utf-8") as file:
+            file.write(line)
+            file.flush()
+            os.fsync(file.fileno())
+
+    def write_summary(self, summary: dict) -> None:
+        write_json_atomic(self.path / SUMMARY, summary)
