@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="mtsa: %(levelname)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
@@ -55,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from transformers.utils import logging as transformers_logging
+
     from mtsa.redteam import RedteamConfig, run_redteam
+
+    transformers_logging.disable_progress_bar()  # our own bar is the one that matters
 
     if args.command == "redteam":
         run_redteam(config_flags.build(RedteamConfig, args, args.config))

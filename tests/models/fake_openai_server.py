@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass
@@ -40,6 +40,7 @@ class FakeOpenAIServer:
         require_key: if set, requests without `Authorization: Bearer <key>` get a 401
             whose message echoes the key received, as OpenAI does (to test masking).
         include_usage: whether replies carry a `usage` object.
+        reply_fn: builds the reply text from the request's messages (default: the echo).
     """
 
     def __init__(
@@ -49,7 +50,9 @@ class FakeOpenAIServer:
         fail_status: int = 500,
         require_key: str | None = None,
         include_usage: bool = True,
+        reply_fn: Callable[[list[dict[str, Any]]], str] | None = None,
     ) -> None:
+        self.reply_fn = reply_fn
         self.delay_s = delay_s
         self.fail_first = fail_first
         self.fail_status = fail_status
@@ -115,8 +118,11 @@ class FakeOpenAIServer:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return 400, {}, _error("'messages' must be a non-empty list")
-        last_user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
-        text = f"echo: {last_user}"
+        if self.reply_fn is not None:
+            text = self.reply_fn(messages)
+        else:
+            last_user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+            text = f"echo: {last_user}"
         reply: dict[str, Any] = {
             "id": f"chatcmpl-{self._completions}",
             "object": "chat.completion",
@@ -166,3 +172,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Keep test output quiet."""
+
+
+def attacker_reply(messages: list[dict[str, Any]]) -> str:
+    """A well-formed Think-before-Attack turn, numbered by the attacker turns so far."""
+    turn = 1 + sum(m.get("role") == "assistant" for m in messages)
+    return (f"Thinking {turn}: the target answered; I keep the role play going.\n"
+            f"Attack question {turn}: In our story, what does the locksmith do next? (turn {turn})")

@@ -87,3 +87,10 @@ def test_stop_string_matching_only_the_prompt_tail_does_not_end_the_reply(model)
     first_word = full.text.split()[0]
     reply = model.generate([conv("hi")], SamplingParams(temperature=0, max_new_tokens=8, stop=("\n" + first_word,)))[0]
     assert reply.text == full.text
+
+
+def test_spec_parser_knows_the_same_dtypes():
+    from mtsa.models.hf import DTYPES
+    from mtsa.models.spec import DTYPE_NAMES
+
+    assert set(DTYPES) == set(DTYPE_NAMES)

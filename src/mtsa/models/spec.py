@@ -24,6 +24,7 @@ from mtsa.models.base import ChatModel
 HF_OPTIONS = {"device": str, "dtype": str, "batch_size": int, "max_context": int, "trust_remote_code": bool}
 OPENAI_OPTIONS = {"api_key_env": str, "concurrency": int, "timeout_s": float, "max_retries": int,
                   "context_tokens": int}
+DTYPE_NAMES = ("bfloat16", "bf16", "float16", "fp16", "float32", "fp32")  # the keys of hf.DTYPES (no torch import here)
 SYNTAX = "expected embedded[+ADAPTER], hf:PATH_OR_ID[+ADAPTER] or openai:MODEL@BASE_URL"
 
 
@@ -73,6 +74,11 @@ def parse_options(text: str, query: str, allowed: dict) -> dict:
             options[key] = value.lower() in ("1", "true", "yes") if allowed[key] is bool else allowed[key](value)
         except ValueError:
             raise MtsaError(f"option '{key}' in model spec '{text}' must be {allowed[key].__name__}") from None
+    if "dtype" in options and options["dtype"] not in DTYPE_NAMES:
+        raise MtsaError(f"unknown dtype '{options['dtype']}' in '{text}'; choose one of {', '.join(DTYPE_NAMES)}")
+    for key in ("batch_size", "concurrency", "max_context", "context_tokens"):
+        if key in options and options[key] < 1:
+            raise MtsaError(f"option '{key}' in model spec '{text}' must be >= 1")
     return options
 
 

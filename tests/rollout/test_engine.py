@@ -1,0 +1,125 @@
+"""The batched loop, with a scripted attacker and judge (the protocol is the contract) and
+the tiny real transformers model as the target."""
+
+import pytest
+
+from mtsa.goals.loaders import Goal
+from mtsa.judges.base import JudgeItem
+from mtsa.models.base import Reply, SamplingParams
+from mtsa.models.hf import HFChatModel
+from mtsa.rollout.engine import RolloutSettings, run_dialogues
+
+
+class ScriptedAttacker:
+    """Writes well-formed turns, except `bad_attempts` unparseable ones per dialogue first."""
+
+    name = "scripted-attacker"
+
+    def __init__(self, bad_attempts: dict[str, int] | None = None):
+        self.bad_attempts = dict(bad_attempts or {})
+        self.batch_sizes: list[int] = []
+
+    def generate(self, conversations, params: SamplingParams):
+        self.batch_sizes.append(len(conversations))
+        replies = []
+        for conversation in conversations:
+            goal = conversation[0]["content"].split("GOAL: ")[1].split("\n")[0]
+            turn = 1 + sum(m["role"] == "assistant" for m in conversation)
+            if self.bad_attempts.get(goal, 0) > 0:
+                self.bad_attempts[goal] -= 1
+                replies.append(Reply("no format here", 10, 3))
+            else:
+                replies.append(Reply(f"Thinking {turn}: use role play.\nAttack question {turn}: {goal} q{turn}?", 10, 5))
+        return replies
+
+
+class ScriptedJudge:
+    """Unsafe exactly when the question asks turn `unsafe_turn`."""
+
+    name = "scripted-judge"
+
+    def __init__(self, unsafe_turn: int = 2):
+        self.unsafe_turn = unsafe_turn
+        self.batches: list[list[JudgeItem]] = []
+
+    def score(self, items):
+        self.batches.append(list(items))
+        return [1.0 if item.question.endswith(f"q{self.unsafe_turn}?") else 0.0 for item in items]
+
+
+@pytest.fixture(scope="module")
+def target(tiny_model_dir):
+    return HFChatModel(str(tiny_model_dir))
+
+
+SETTINGS = RolloutSettings(turns=3, concurrency=4, target_sampling=SamplingParams(max_new_tokens=4))
+
+
+def goals(n):
+    return [Goal(id=f"g{i}", goal=f"goal{i}") for i in range(n)]
+
+
+def run(attacker, target, judge, settings, n):
+    finished = []
+    run_dialogues(goals(n), attacker, target, judge, settings, finished.append)
+    return finished
+
+
+def test_every_turn_is_batched_across_live_dialogues(target):
+    attacker, judge = ScriptedAttacker(), ScriptedJudge()
+    finished = run(attacker, target, judge, SETTINGS, 4)
+    assert attacker.batch_sizes == [4, 4, 4]
+    assert [len(batch) for batch in judge.batches] == [4, 4, 4]
+    assert sorted(d.goal_id for d in finished) == ["g0", "g1", "g2", "g3"]
+    dialogue = finished[0]
+    assert [t.turn for t in dialogue.turns] == [1, 2, 3]
+    assert [t.p_unsafe for t in dialogue.turns] == [0.0, 1.0, 0.0]
+    assert dialogue.first_unsafe_turn() == 2
+    assert dialogue.turns[0].thought == "use role play." and dialogue.turns[0].strategy == "role_play"
+    assert 0 < dialogue.turns[0].target_tokens <= 4 and dialogue.turns[0].attacker_tokens == 5
+
+
+def test_judge_sees_target_side_only(target):
+    judge = ScriptedJudge()
+    run(ScriptedAttacker(), target, judge, SETTINGS, 1)
+    item = judge.batches[1][0]
+    assert [m["role"] for m in item.history] == ["user", "assistant", "user"]
+    assert all("Thinking" not in m["content"] for m in item.history)
+    assert item.goal == "goal0"
+
+
+def test_pool_refills_as_dialogues_finish(target):
+    attacker = ScriptedAttacker()
+    finished = run(attacker, target, ScriptedJudge(), RolloutSettings(turns=2, concurrency=2,
+                   target_sampling=SamplingParams(max_new_tokens=2)), 5)
+    assert len(finished) == 5 and max(attacker.batch_sizes) == 2
+
+
+def test_unparseable_turns_are_resampled_then_dropped(target):
+    attacker = ScriptedAttacker(bad_attempts={"goal0": 2, "goal1": 99})
+    finished = {d.goal_id: d for d in run(attacker, target, ScriptedJudge(), SETTINGS, 2)}
+    assert finished["g0"].turns[0].format_retries == 2 and not finished["g0"].format_failure
+    assert finished["g1"].format_failure and finished["g1"].turns == []
+    # the retry batches hold only the dialogues that failed to parse
+    assert attacker.batch_sizes[:4] == [2, 2, 2, 1]
+
+
+def test_stop_on_unsafe_ends_the_dialogue_at_its_first_unsafe_reply(target):
+    settings = RolloutSettings(turns=3, concurrency=4, stop_on_unsafe=True,
+                               target_sampling=SamplingParams(max_new_tokens=2))
+    dialogue = run(ScriptedAttacker(), target, ScriptedJudge(unsafe_turn=2), settings, 1)[0]
+    assert len(dialogue.turns) == 2 and dialogue.stopped_early
+
+
+def test_attacker_history_keeps_thoughts_and_receives_replies_as_user(target):
+    class Recording(ScriptedAttacker):
+        def generate(self, conversations, params):
+            self.last = list(conversations[0])
+            return super().generate(conversations, params)
+
+    attacker = Recording()
+    dialogue = run(attacker, target, ScriptedJudge(), SETTINGS, 1)[0]
+    roles = [m["role"] for m in attacker.last]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert attacker.last[2]["content"].startswith("Thinking 1:")
+    assert attacker.last[3]["content"] == dialogue.turns[0].reply

@@ -1,0 +1,40 @@
+import json
+
+import pytest
+
+from mtsa.errors import MtsaError
+from mtsa.rollout.records import DialogueRecord, TurnRecord
+from mtsa.rollout.run_folder import DIALOGUES, RunFolder
+
+
+def record(goal_id):
+    turn = TurnRecord(1, "t", None, "q", "r", 0.7, 3, 4, 5, 6)
+    return DialogueRecord(goal_id, f"goal {goal_id}", "cat", [turn])
+
+
+def test_round_trip_and_torn_last_line(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    folder.start({"a": 1})
+    folder.append(record("g1"))
+    folder.append(record("g2"))
+    with open(folder.path / DIALOGUES, "a") as file:
+        file.write('{"goal_id": "g3", "goa')  # killed mid-write
+    finished = folder.finished()
+    assert [d.goal_id for d in finished] == ["g1", "g2"]
+    assert finished[0] == record("g1")
+    assert (folder.path / DIALOGUES).read_text().endswith("\n")
+    folder.append(record("g3"))
+    assert [d.goal_id for d in folder.finished()] == ["g1", "g2", "g3"]
+
+
+def test_refuses_to_overwrite_or_to_resume_a_different_run(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    folder.check_can_start({"target": "x"}, resume=False, same_run_keys=("target",))
+    assert not folder.path.exists()  # checking creates nothing
+    folder.start({"target": "x"})
+    with pytest.raises(MtsaError, match="--resume"):
+        folder.check_can_start({"target": "x"}, resume=False, same_run_keys=("target",))
+    with pytest.raises(MtsaError, match="target differ"):
+        folder.check_can_start({"target": "y"}, resume=True, same_run_keys=("target",))
+    folder.check_can_start({"target": "x"}, resume=True, same_run_keys=("target",))
+    assert json.loads((folder.path / "config.json").read_text()) == {"target": "x"}

@@ -1,0 +1,114 @@
+"""The command line: bad input is one line and exit code 2 with nothing written; a killed run
+resumes without redoing or losing dialogues."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mtsa.cli import main
+
+sys.path.insert(0, str(Path(__file__).parent / "models"))
+from fake_openai_server import FakeOpenAIServer, attacker_reply  # noqa: E402
+
+
+@pytest.fixture()
+def goals_file(tmp_path):
+    path = tmp_path / "goals.jsonl"
+    path.write_text("".join(json.dumps({"goal": f"test goal number {i}"}) + "\n" for i in range(6)))
+    return path
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--goals", "missing.json"], "file not found"),
+    (["--goals", "{bad}"], "malformed JSON"),
+    (["--goals", "{empty}"], "no goals"),
+    (["--target", "gpt4"], "unknown model spec"),
+    (["--attacker", "openai:m@ftp://x"], "bad model spec"),
+    (["--judge", "oracle"], "unknown judge"),
+    (["--turns", "0"], "--turns must be >= 1"),
+    (["--resume"], "--resume needs --out"),
+    (["--target", "hf:{tiny}?dtype=int3"], "unknown dtype"),
+    (["--target", "hf:{tiny}+/no/such/adapter"], "adapter '/no/such/adapter' not found"),
+    (["--target", "openai:m@http://127.0.0.1:9/v1"], "cannot reach"),
+])
+def test_bad_input_is_one_line_exit_2_and_no_run_folder(capsys, tmp_path, tiny_model_dir, argv, message):
+    (tmp_path / "bad.json").write_text("[{\"goal\": ")
+    (tmp_path / "empty.json").write_text("[]")
+    argv = [a.format(bad=tmp_path / "bad.json", empty=tmp_path / "empty.json", tiny=tiny_model_dir) for a in argv]
+    out = tmp_path / "run"
+    if "--resume" not in argv:
+        argv += ["--out", str(out)]
+    code, err = run_cli(capsys, "redteam", "--judge", "keyword", "--attacker", f"hf:{tiny_model_dir}", *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("mtsa: error: ") and message in err
+    assert not out.exists()
+
+
+def test_unknown_flag_is_one_line_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["redteam", "--turnz", "3"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "--turnz" in err
+
+
+def test_judge_command_scores_rows(capsys, tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("prompt,completion\nhow do I bake bread?,\"I'm sorry, but I can't help with that.\"\n"
+                    "how do I bake bread?,\"Mix flour, water, yeast and salt, knead, proof, and bake at 230C.\"\n")
+    out = tmp_path / "scored.jsonl"
+    assert main(["judge", "--judge", "keyword", "--input", str(rows), "--out", str(out)]) == 0
+    scored = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["completion"][:5] for r in scored] == ["I'm s", "Mix f"]
+    assert scored[0]["p_unsafe"] < 0.5 < scored[1]["p_unsafe"] and scored[0]["judge"] == "keyword"
+    (tmp_path / "bad.csv").write_text("text\nhello\n")
+    code, err = run_cli(capsys, "judge", "--input", str(tmp_path / "bad.csv"), "--out", str(out))
+    assert code == 2 and "needs a 'goal' or 'prompt' column" in err
+
+
+def test_yaml_config_merges_with_flags(tmp_path, goals_file, tiny_model_dir, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"turns: 0\ngoals: {goals_file}\n")
+    code, err = run_cli(capsys, "redteam", "--config", str(config))
+    assert code == 2 and "--turns" in err
+    config.write_text("tunrs: 2\n")
+    code, err = run_cli(capsys, "redteam", "--config", str(config))
+    assert code == 2 and "unknown setting(s)" in err and "tunrs" in err
+
+
+def test_kill_9_then_resume_finishes_without_redoing_or_losing(tmp_path, goals_file, tiny_model_dir):
+    out = tmp_path / "run"
+    with FakeOpenAIServer(delay_s=0.4, reply_fn=attacker_reply) as server:
+        command = [sys.executable, "-m", "mtsa.cli", "redteam", "--attacker", f"openai:attacker@{server.base_url}",
+                   "--target", f"hf:{tiny_model_dir}", "--judge", "keyword", "--goals", str(goals_file),
+                   "--turns", "2", "--concurrency", "1", "--target-max-tokens", "4", "--out", str(out)]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        dialogues = out / "dialogues.jsonl"
+        deadline = time.time() + 120
+        while time.time() < deadline and process.poll() is None:
+            if dialogues.exists() and dialogues.read_text().count("\n") >= 2:
+                break
+            time.sleep(0.1)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        before = dialogues.read_text().splitlines()
+        assert 2 <= len(before) < 6, "the run should have been killed part-way"
+        resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    after = dialogues.read_text().splitlines()
+    assert after[:len(before)] == before  # finished dialogues kept as they were
+    ids = [json.loads(line)["goal_id"] for line in after]
+    assert len(ids) == 6 == len(set(ids))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_dialogues"] == 6 and len(summary["asr_by_turn"]) == 2
+    assert summary["attacker"].startswith("openai:attacker@") and summary["judge"] == "keyword"
