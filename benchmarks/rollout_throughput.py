@@ -1,0 +1,65 @@
+"""Batched rollout engine vs. one dialogue at a time, same models, goals, turns, tokens, seeds.
+
+The released MTSA research code generates with batch size 1, one dialogue after another.
+`baseline` reproduces that with our engine (concurrency 1 and a model that generates one
+conversation per call); `batched` runs all dialogues together (concurrency = --dialogues).
+Both run in this process on the embedded model (attacker and target) with the embedded
+judge, and the script prints dialogues/minute for both, the ratio last.
+
+    python benchmarks/rollout_throughput.py --dialogues 16 --turns 2 --max-tokens 64
+
+The baseline uses bf16 like the batched run, so the ratio measures batching alone; pass
+--baseline-dtype float32 to compare against the research code's fp32 set-up instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from mtsa.goals.loaders import load_goals
+from mtsa.judges.registry import load_judge
+from mtsa.models.base import SamplingParams
+from mtsa.models.embedded import chat_model_dir
+from mtsa.models.hf import HFChatModel
+from mtsa.rollout.engine import RolloutSettings, run_dialogues
+
+
+def timed_run(model: HFChatModel, judge, goals, settings: RolloutSettings) -> tuple[float, list]:
+    finished: list = []
+    start = time.perf_counter()
+    run_dialogues(goals, model, model, judge, settings, finished.append)
+    return time.perf_counter() - start, finished
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dialogues", type=int, default=16)
+    parser.add_argument("--turns", type=int, default=2)
+    parser.add_argument("--max-tokens", type=int, default=64, help="attacker and target tokens per turn")
+    parser.add_argument("--judge", default="embedded")
+    parser.add_argument("--baseline-dtype", default="bfloat16")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    goals = load_goals("builtin", limit=args.dialogues)
+    judge = load_judge(args.judge)
+    sampling = SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=args.max_tokens)
+    settings = dict(turns=args.turns, attacker_sampling=sampling, target_sampling=sampling, seed=args.seed)
+
+    batched_model = HFChatModel(str(chat_model_dir()), batch_size=args.dialogues)
+    batched_s, batched = timed_run(batched_model, judge, goals,
+                                   RolloutSettings(concurrency=args.dialogues, **settings))
+    baseline_model = HFChatModel(str(chat_model_dir()), batch_size=1, dtype=args.baseline_dtype)
+    baseline_s, baseline = timed_run(baseline_model, judge, goals, RolloutSettings(concurrency=1, **settings))
+
+    for label, seconds, finished in (("one-at-a-time", baseline_s, baseline), ("batched", batched_s, batched)):
+        turns = sum(len(d.turns) for d in finished)
+        tokens = sum(t.attacker_tokens + t.target_tokens for d in finished for t in d.turns)
+        print(f"{label:>14}: {len(finished)} dialogues, {turns} turns, {tokens} tokens in {seconds:.1f} s "
+              f"-> {60 * len(finished) / seconds:.2f} dialogues/min")
+    print(f"ratio (batched / one-at-a-time): {baseline_s / batched_s:.2f}")
+
+
+if __name__ == "__main__":
+    main()

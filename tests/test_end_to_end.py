@@ -1,0 +1,26 @@
+"""The whole red-team on the embedded default models: a couple of goals, 2 turns."""
+
+import json
+
+from mtsa.cli import main
+
+
+def test_embedded_default_red_team(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["redteam", "--limit", "2", "--turns", "2", "--attacker-max-tokens", "64",
+                 "--target-max-tokens", "48", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "ASR (P(unsafe) >= 0.5)" in printed and "by turn 2" in printed
+    config = json.loads((out / "config.json").read_text())
+    assert config["attacker"] == config["target"] == config["judge"] == "embedded"
+    dialogues = [json.loads(line) for line in (out / "dialogues.jsonl").read_text().splitlines()]
+    assert len(dialogues) == 2
+    for dialogue in dialogues:
+        assert dialogue["format_failure"] or len(dialogue["turns"]) == 2
+        for turn in dialogue["turns"]:
+            assert turn["question"] and 0.0 <= turn["p_unsafe"] <= 1.0 and turn["target_tokens"] > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_goals"] == 2 and summary["n_dialogues"] + summary["format_failures"] == 2
+    assert summary["judge"] == "embedded" and summary["attacker"] == "embedded" and summary["target"] == "embedded"
+    assert len(summary["asr_by_turn"]) == 2 and 0.0 <= summary["asr"] <= 1.0
