@@ -2,11 +2,11 @@
 
 The released MTSA research code generates with batch size 1, one dialogue after another.
 `baseline` reproduces that with our engine (concurrency 1 and a model that generates one
-conversation per call); `batched` runs all dialogues together (concurrency = --dialogues).
+conversation per call); `batched` keeps --concurrency dialogues live and batched together.
 Both run in this process on the embedded model (attacker and target) with the embedded
 judge, and the script prints dialogues/minute for both, the ratio last.
 
-    python benchmarks/rollout_throughput.py --dialogues 16 --turns 2 --max-tokens 64
+    python benchmarks/rollout_throughput.py --dialogues 32 --concurrency 16 --turns 2 --max-tokens 64
 
 The baseline uses bf16 like the batched run, so the ratio measures batching alone; pass
 --baseline-dtype float32 to compare against the research code's fp32 set-up instead.
@@ -34,7 +34,8 @@ def timed_run(model: HFChatModel, judge, goals, settings: RolloutSettings) -> tu
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dialogues", type=int, default=16)
+    parser.add_argument("--dialogues", type=int, default=32, help="goals to red-team (from the built-in set)")
+    parser.add_argument("--concurrency", type=int, default=16, help="dialogues live at once in the batched run")
     parser.add_argument("--turns", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=64, help="attacker and target tokens per turn")
     parser.add_argument("--judge", default="embedded")
@@ -47,9 +48,9 @@ def main() -> None:
     sampling = SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=args.max_tokens)
     settings = dict(turns=args.turns, attacker_sampling=sampling, target_sampling=sampling, seed=args.seed)
 
-    batched_model = HFChatModel(str(chat_model_dir()), batch_size=args.dialogues)
+    batched_model = HFChatModel(str(chat_model_dir()), batch_size=args.concurrency)
     batched_s, batched = timed_run(batched_model, judge, goals,
-                                   RolloutSettings(concurrency=args.dialogues, **settings))
+                                   RolloutSettings(concurrency=args.concurrency, **settings))
     baseline_model = HFChatModel(str(chat_model_dir()), batch_size=1, dtype=args.baseline_dtype)
     baseline_s, baseline = timed_run(baseline_model, judge, goals, RolloutSettings(concurrency=1, **settings))
 

@@ -88,6 +88,14 @@ def test_judge_sees_target_side_only(target):
     assert item.goal == "goal0"
 
 
+def test_resamples_keep_the_batch_full_while_others_advance(target):
+    attacker = ScriptedAttacker(bad_attempts={"goal0": 1})
+    finished = {d.goal_id: d for d in run(attacker, target, ScriptedJudge(), SETTINGS, 3)}
+    assert attacker.batch_sizes == [3, 3, 3, 1]  # goal0 lags one step behind
+    assert [t.format_retries for t in finished["g0"].turns] == [1, 0, 0]
+    assert all(len(d.turns) == 3 for d in finished.values())
+
+
 def test_pool_refills_as_dialogues_finish(target):
     attacker = ScriptedAttacker()
     finished = run(attacker, target, ScriptedJudge(), RolloutSettings(turns=2, concurrency=2,
@@ -100,8 +108,8 @@ def test_unparseable_turns_are_resampled_then_dropped(target):
     finished = {d.goal_id: d for d in run(attacker, target, ScriptedJudge(), SETTINGS, 2)}
     assert finished["g0"].turns[0].format_retries == 2 and not finished["g0"].format_failure
     assert finished["g1"].format_failure and finished["g1"].turns == []
-    # the retry batches hold only the dialogues that failed to parse
-    assert attacker.batch_sizes[:4] == [2, 2, 2, 1]
+    # a resample shares the step's batch with the other dialogues' turns
+    assert attacker.batch_sizes[:4] == [2, 2, 2, 2]
 
 
 def test_stop_on_unsafe_ends_the_dialogue_at_its_first_unsafe_reply(target):

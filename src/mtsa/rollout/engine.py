@@ -41,6 +41,7 @@ class _Live:
     record: DialogueRecord
     attacker_chat: Conversation
     target_chat: Conversation = field(default_factory=list)
+    retries: int = 0  # resamples of the current attacker turn so far
 
 
 # The attacker should stop once it has asked; these mark it running on into another turn.
@@ -49,7 +50,12 @@ ATTACKER_STOP = ("\nThinking", "\nTarget:")
 
 def run_dialogues(goals: Iterable[Goal], attacker: ChatModel, target: ChatModel, judge: Judge,
                   settings: RolloutSettings, on_finish: Callable[[DialogueRecord], None]) -> None:
-    """Red-team every goal; call `on_finish` with each dialogue as soon as it is done."""
+    """Red-team every goal; call `on_finish` with each dialogue as soon as it is done.
+
+    An attacker turn that does not parse is resampled in the next step, batched with the
+    other dialogues' turns, rather than in a shrinking batch of its own; after
+    `format_retries` resamples the dialogue is dropped as a format failure.
+    """
     queue = deque(goals)
     live: list[_Live] = []
     step = 0
@@ -58,15 +64,22 @@ def run_dialogues(goals: Iterable[Goal], attacker: ChatModel, target: ChatModel,
             live.append(_start(queue.popleft(), settings))
         step += 1
         seed = settings.seed + 1000 * step
-        attacks = _attack_turns(live, attacker, settings, seed)
-        for dialogue, attack in zip(live, attacks):
-            if attack is None:
+        params = replace(settings.attacker_sampling, seed=seed, stop=ATTACKER_STOP)
+        replies = attacker.generate([d.attacker_chat for d in live], params)
+        asking: list[tuple[_Live, AttackTurn, Reply]] = []
+        finished: list[_Live] = []
+        for dialogue, reply in zip(live, replies):
+            attack = parse_attack(reply.text)
+            if attack is not None:
+                asking.append((dialogue, attack, reply))
+            elif dialogue.retries < settings.format_retries:
+                dialogue.retries += 1
+            else:
                 dialogue.record.format_failure = True
-        finished = [d for d in live if d.record.format_failure]
-        live = [d for d in live if not d.record.format_failure]
-        if live:
-            _answer_and_judge(live, [a for a in attacks if a is not None], target, judge, settings, seed)
-        for dialogue in live:
+                finished.append(dialogue)
+        if asking:
+            _answer_and_judge(asking, target, judge, settings, seed)
+        for dialogue, _, _ in asking:
             last = dialogue.record.turns[-1]
             if settings.stop_on_unsafe and last.p_unsafe >= settings.threshold and last.turn < settings.turns:
                 dialogue.record.stopped_early = True
@@ -84,33 +97,16 @@ def _start(goal: Goal, settings: RolloutSettings) -> _Live:
     return _Live(DialogueRecord(goal.id, goal.goal, goal.category), attacker_chat, target_chat)
 
 
-def _attack_turns(live: list[_Live], attacker: ChatModel, settings: RolloutSettings,
-                  seed: int) -> list[tuple[AttackTurn, Reply, int] | None]:
-    """One attacker turn per dialogue, resampling (batched) the ones that do not parse."""
-    results: list[tuple[AttackTurn, Reply, int] | None] = [None] * len(live)
-    pending = list(range(len(live)))
-    for attempt in range(settings.format_retries + 1):
-        params = replace(settings.attacker_sampling, seed=seed + attempt, stop=ATTACKER_STOP)
-        replies = attacker.generate([live[i].attacker_chat for i in pending], params)
-        for index, reply in zip(pending, replies):
-            parsed = parse_attack(reply.text)
-            if parsed is not None:
-                results[index] = (parsed, reply, attempt)
-        pending = [i for i in pending if results[i] is None]
-        if not pending:
-            break
-    return results
-
-
-def _answer_and_judge(live: list[_Live], attacks: list[tuple[AttackTurn, Reply, int]], target: ChatModel,
-                      judge: Judge, settings: RolloutSettings, seed: int) -> None:
+def _answer_and_judge(asking: list[tuple[_Live, AttackTurn, Reply]], target: ChatModel, judge: Judge,
+                      settings: RolloutSettings, seed: int) -> None:
     """Send every question to the target in one batch, judge every reply in one batch."""
-    for dialogue, (attack, _, _) in zip(live, attacks):
+    live = [dialogue for dialogue, _, _ in asking]
+    for dialogue, attack, _ in asking:
         dialogue.target_chat.append({"role": "user", "content": attack.question})
     replies = target.generate([d.target_chat for d in live], replace(settings.target_sampling, seed=seed + 500))
     scores = judge.score([JudgeItem(goal=d.record.goal, reply=r.text, history=list(d.target_chat))
                           for d, r in zip(live, replies)])
-    for dialogue, (attack, attacker_reply, retries), reply, score in zip(live, attacks, replies, scores):
+    for (dialogue, attack, attacker_reply), reply, score in zip(asking, replies, scores):
         turn = len(dialogue.record.turns) + 1
         dialogue.target_chat.append({"role": "assistant", "content": reply.text})
         dialogue.attacker_chat += [{"role": "assistant", "content": attack.render(turn)},
@@ -119,4 +115,5 @@ def _answer_and_judge(live: list[_Live], attacks: list[tuple[AttackTurn, Reply, 
             turn=turn, thought=attack.thought, strategy=attack.strategy, question=attack.question,
             reply=reply.text, p_unsafe=float(score), attacker_tokens=attacker_reply.completion_tokens,
             target_tokens=reply.completion_tokens, attacker_prompt_tokens=attacker_reply.prompt_tokens,
-            target_prompt_tokens=reply.prompt_tokens, format_retries=retries))
+            target_prompt_tokens=reply.prompt_tokens, format_retries=dialogue.retries))
+        dialogue.retries = 0
