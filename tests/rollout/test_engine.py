@@ -130,4 +130,5 @@ def test_attacker_history_keeps_thoughts_and_receives_replies_as_user(target):
     roles = [m["role"] for m in attacker.last]
     assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
     assert attacker.last[2]["content"].startswith("Thinking 1:")
-    assert attacker.last[3]["content"] == dialogue.turns[0].reply
+    assert attacker.last[3]["content"].startswith(dialogue.turns[0].reply)
+    assert attacker.last[3]["content"].endswith("Thinking 2 and Attack question 2.]")

@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
-from mtsa.attacker.format import OPENING_MESSAGE, AttackTurn, parse_attack, system_prompt
+from mtsa.attacker.format import OPENING_MESSAGE, AttackTurn, parse_attack, system_prompt, target_reply_message
 from mtsa.goals.loaders import Goal
 from mtsa.judges.base import Judge, JudgeItem
 from mtsa.models.base import ChatModel, Conversation, Reply, SamplingParams
@@ -110,7 +110,7 @@ def _answer_and_judge(asking: list[tuple[_Live, AttackTurn, Reply]], target: Cha
         turn = len(dialogue.record.turns) + 1
         dialogue.target_chat.append({"role": "assistant", "content": reply.text})
         dialogue.attacker_chat += [{"role": "assistant", "content": attack.render(turn)},
-                                   {"role": "user", "content": reply.text}]
+                                   {"role": "user", "content": target_reply_message(reply.text, turn + 1)}]
         dialogue.record.turns.append(TurnRecord(
             turn=turn, thought=attack.thought, strategy=attack.strategy, question=attack.question,
             reply=reply.text, p_unsafe=float(score), attacker_tokens=attacker_reply.completion_tokens,
