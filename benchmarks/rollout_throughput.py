@@ -8,8 +8,9 @@ judge, and the script prints dialogues/minute for both, the ratio last.
 
     python benchmarks/rollout_throughput.py --dialogues 32 --concurrency 16 --turns 2 --max-tokens 64
 
-The baseline uses bf16 like the batched run, so the ratio measures batching alone; pass
---baseline-dtype float32 to compare against the research code's fp32 set-up instead.
+The baseline uses bf16 like the batched run but, like the research code, no prefix cache
+(the batched engine computes the attacker's shared system prompt once; see `models/hf.py`);
+pass --baseline-prefix-cache to measure batching alone, --baseline-dtype float32 for fp32.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64, help="attacker and target tokens per turn")
     parser.add_argument("--judge", default="embedded")
     parser.add_argument("--baseline-dtype", default="bfloat16")
+    parser.add_argument("--baseline-prefix-cache", action="store_true", help="give the baseline the prefix cache too")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -51,7 +53,8 @@ def main() -> None:
     batched_model = HFChatModel(str(chat_model_dir()), batch_size=args.concurrency)
     batched_s, batched = timed_run(batched_model, judge, goals,
                                    RolloutSettings(concurrency=args.concurrency, **settings))
-    baseline_model = HFChatModel(str(chat_model_dir()), batch_size=1, dtype=args.baseline_dtype)
+    baseline_model = HFChatModel(str(chat_model_dir()), batch_size=1, dtype=args.baseline_dtype,
+                                 prefix_cache=args.baseline_prefix_cache)
     baseline_s, baseline = timed_run(baseline_model, judge, goals, RolloutSettings(concurrency=1, **settings))
 
     for label, seconds, finished in (("one-at-a-time", baseline_s, baseline), ("batched", batched_s, batched)):

@@ -24,3 +24,16 @@ def test_embedded_default_red_team(tmp_path, capsys):
     assert summary["n_goals"] == 2 and summary["n_dialogues"] + summary["format_failures"] == 2
     assert summary["judge"] == "embedded" and summary["attacker"] == "embedded" and summary["target"] == "embedded"
     assert len(summary["asr_by_turn"]) == 2 and 0.0 <= summary["asr"] <= 1.0
+
+
+def test_demo_pipeline_synth_sft_redteam(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--goals", "1", "--turns", "1", "--sft-steps", "1"]) == 0
+    assert (out / "attacks.jsonl").is_file() and (out / "attacker" / "adapter_config.json").is_file()
+    summary = json.loads((out / "redteam" / "summary.json").read_text())
+    assert summary["attacker"] == f"embedded+{out / 'attacker'}" and summary["n_goals"] == 1
+    train = (out / "train_goals.jsonl").read_text()
+    attack = (out / "attack_goals.jsonl").read_text()
+    assert train and attack and train != attack
+    # a resumed demo skips the finished stages
+    assert main(["demo", "--out", str(out), "--resume", "--goals", "1", "--turns", "1", "--sft-steps", "1"]) == 0

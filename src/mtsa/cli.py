@@ -20,7 +20,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mtsa.demo import DemoConfig
     from mtsa.redteam import RedteamConfig
+    from mtsa.synth.job import SynthConfig
+    from mtsa.training.sft import AttackerSFTConfig
 
     parser = _Parser(prog="mtsa", description="Multi-turn red-teaming and safety alignment (MTSA).")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -29,8 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     redteam.add_argument("--config", help="YAML file of settings (flags override it)")
     config_flags.add_arguments(redteam, RedteamConfig)
 
-    demo = commands.add_parser("demo", help="a few-minute red-team on the embedded default models (offline)")
-    config_flags.add_arguments(demo, RedteamConfig)
+    demo = commands.add_parser("demo", help="synth -> attacker SFT -> red-team on the embedded models, offline, minutes")
+    config_flags.add_arguments(demo, DemoConfig)
+
+    synth = commands.add_parser("synth", help="synthesize Think-before-Attack SFT data for the attacker (Stage 1)")
+    synth.add_argument("--config", help="YAML file of settings (flags override it)")
+    config_flags.add_arguments(synth, SynthConfig)
+
+    sft = commands.add_parser("sft", help="fine-tune the attacker on synthesized dialogues (Stage 1, TRL)")
+    sft.add_argument("--config", help="YAML file of settings (flags override it)")
+    config_flags.add_arguments(sft, AttackerSFTConfig)
 
     judge = commands.add_parser("judge", help="score (goal/prompt, response/completion) rows from CSV or JSONL")
     judge.add_argument("--judge", default="embedded", help="judge name (default: embedded)")
@@ -65,9 +76,17 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "redteam":
         run_redteam(config_flags.build(RedteamConfig, args, args.config))
     elif args.command == "demo":
-        from mtsa.demo import demo_config
+        from mtsa.demo import DemoConfig, run_demo
 
-        run_redteam(demo_config({k: v for k, v in vars(args).items() if k != "command"}))
+        run_demo(config_flags.build(DemoConfig, args))
+    elif args.command == "synth":
+        from mtsa.synth.job import SynthConfig, run_synth
+
+        run_synth(config_flags.build(SynthConfig, args, args.config))
+    elif args.command == "sft":
+        from mtsa.training.sft import AttackerSFTConfig, run_sft
+
+        run_sft(config_flags.build(AttackerSFTConfig, args, args.config))
     elif args.command == "judge":
         from mtsa.judges.score_file import score_file
 

@@ -1,16 +1,70 @@
-"""`mtsa demo`: the main job on the embedded default, offline, in a few minutes on a laptop CPU.
+"""`mtsa demo`: the whole Stage 1 loop on the embedded default, offline, in minutes on a CPU.
 
-Today it is a small multi-turn red-team: the embedded SmolLM2-135M attacks itself and the
-embedded judge scores every reply. Sizes are chosen so that it finishes in minutes on two
-CPU cores; every setting can still be overridden with the `redteam` flags.
+1. synth: the offline template attacker red-teams the embedded target on a few built-in goals
+   with each of the four strategies; the embedded judge scores every reply;
+2. sft: a LoRA adapter for the embedded model is trained on the successful dialogues;
+3. redteam: the fine-tuned attacker red-teams the embedded target on *other* built-in goals.
+
+Everything lands in one folder; with --resume a stage that finished is not run again.
 """
 
 from __future__ import annotations
 
-from mtsa.redteam import RedteamConfig
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
 
-DEMO_DEFAULTS = {"limit": 8, "turns": 3, "concurrency": 8, "attacker_max_tokens": 128, "target_max_tokens": 160}
+from mtsa.atomic import write_jsonl_atomic
+from mtsa.errors import MtsaError
+from mtsa.goals.loaders import load_goals
+from mtsa.redteam import RedteamConfig, run_redteam
+from mtsa.rollout.job import help_text
+from mtsa.synth.job import SynthConfig, run_synth
+from mtsa.training.sft import AttackerSFTConfig, run_sft
 
 
-def demo_config(overrides: dict) -> RedteamConfig:
-    return RedteamConfig(**{**DEMO_DEFAULTS, **overrides})
+@dataclass
+class DemoConfig:
+    out: str | None = field(default=None, metadata=help_text("demo folder (default: runs/demo-<time>)"))
+    resume: bool = field(default=False, metadata=help_text("finish an interrupted demo in --out"))
+    goals: int = field(default=6, metadata=help_text("built-in goals for synthesis, and as many others to attack"))
+    turns: int = field(default=3, metadata=help_text("turns per dialogue"))
+    sft_steps: int = field(default=24, metadata=help_text("LoRA training steps"))
+    seed: int = field(default=0, metadata=help_text("random seed"))
+
+    def __post_init__(self) -> None:
+        if self.goals < 1 or self.turns < 1 or self.sft_steps < 1:
+            raise MtsaError("--goals, --turns and --sft-steps must be >= 1")
+        if self.resume and not self.out:
+            raise MtsaError("--resume needs --out naming the demo folder")
+
+
+def run_demo(config: DemoConfig) -> dict:
+    out = Path(config.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    small = {"turns": config.turns, "seed": config.seed, "target_max_tokens": 96, "attacker_max_tokens": 128}
+
+    # Alternate built-in goals between training and attack, so the attack is on unseen goals
+    # from the same categories.
+    goals = load_goals("builtin")
+    train_goals, attack_goals = out / "train_goals.jsonl", out / "attack_goals.jsonl"
+    for path, part in ((train_goals, goals[0::2]), (attack_goals, goals[1::2])):
+        write_jsonl_atomic(path, ({"goal": g.goal, "category": g.category} for g in part[:config.goals]))
+
+    data = out / "attacks.jsonl"
+    print(f"[1/3] synthesizing attack dialogues -> {data}")
+    if not (config.resume and data.is_file()):
+        # keep_all: with a handful of goals there may be few successes; every template
+        # dialogue is well-formed, and the demo is about the attacker learning the format.
+        run_synth(SynthConfig(offline_templates=True, goals=str(train_goals), out=str(data), resume=config.resume,
+                              keep_all=True, concurrency=16, **small))
+
+    adapter = out / "attacker"
+    print(f"[2/3] fine-tuning the attacker (LoRA, {config.sft_steps} steps) -> {adapter}")
+    if not (config.resume and (adapter / "adapter_config.json").is_file()):
+        run_sft(AttackerSFTConfig(data=str(data), model="embedded", out=str(adapter), max_steps=config.sft_steps,
+                                  batch_size=2, gradient_accumulation=2, logging_steps=8, seed=config.seed))
+
+    print(f"[3/3] red-teaming the embedded target with the fine-tuned attacker -> {out / 'redteam'}")
+    return run_redteam(RedteamConfig(attacker=f"embedded+{adapter}", goals=str(attack_goals),
+                                     out=str(out / "redteam"), resume=config.resume, concurrency=8, **small))

@@ -8,3 +8,9 @@ Everything else is a bug and keeps its traceback.
 
 class MtsaError(Exception):
     """A problem with the user's input or environment, explained in one line."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type name."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(exc).__name__

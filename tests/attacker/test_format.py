@@ -54,3 +54,12 @@ def test_system_prompt_states_goal_turns_and_all_strategies():
     prompt = system_prompt("GOAL-TEXT", 5)
     assert "GOAL-TEXT" in prompt and "5 turns" in prompt
     assert all(s.title in prompt for s in STRATEGIES)
+
+
+def test_strategy_conditioned_prompt_round_trips():
+    from mtsa.attacker.format import read_system_prompt
+
+    assert read_system_prompt(system_prompt("Do X", 5, "role_play")) == ("Do X", "role_play")
+    assert read_system_prompt(system_prompt("Do X", 5)) == ("Do X", None)
+    with pytest.raises(ValueError):
+        read_system_prompt("hello")

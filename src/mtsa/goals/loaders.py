@@ -27,7 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
-from mtsa.errors import MtsaError
+from mtsa.errors import MtsaError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def read_rows(path: Path) -> list[Any]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
-        raise MtsaError(f"{path}: cannot read file: {_one_line(e)}") from e
+        raise MtsaError(f"{path}: cannot read file: {first_line(e)}") from e
     return reader(text, str(path))
 
 
@@ -149,7 +149,7 @@ def _parse_csv(text: str, origin: str) -> list[Any]:
         rows = [{k: v for k, v in row.items() if k is not None}
                 for row in csv.DictReader(io.StringIO(text))]
     except csv.Error as e:
-        raise MtsaError(f"{origin}: malformed CSV: {_one_line(e)}") from e
+        raise MtsaError(f"{origin}: malformed CSV: {first_line(e)}") from e
     if not rows:
         raise MtsaError(f"{origin}: CSV has no rows (a header row and at least one goal are needed)")
     return rows
@@ -178,7 +178,7 @@ def _read_hf(spec: str) -> tuple[list[Any], str]:
         raise
     except Exception as e:  # network, missing dataset, bad split, bad files: all user-fixable
         raise MtsaError(f"could not load Hugging Face dataset {name!r} (split {split!r}): "
-                        f"{type(e).__name__}: {_one_line(e)}") from e
+                        f"{type(e).__name__}: {first_line(e)}") from e
     return rows, origin
 
 
@@ -242,9 +242,3 @@ def _dedupe(goals: list[Goal], origin: str) -> list[Goal]:
     if len(unique) < len(goals):
         log.warning("%s: dropped %d duplicate goal(s)", origin, len(goals) - len(unique))
     return unique
-
-
-def _one_line(error: BaseException) -> str:
-    """An exception message squeezed onto one short line."""
-    text = normalise(str(error)) or type(error).__name__
-    return text if len(text) <= 300 else text[:297] + "..."

@@ -53,4 +53,5 @@ def _llama_guard_args(name: str) -> tuple[str, dict]:
     body, _, query = name.partition("?")
     if body != "llama-guard" and not body.startswith("llama-guard:"):
         raise MtsaError(f"unknown judge '{name}': expected {KNOWN}")
-    return body.partition(":")[2], parse_options(name, query, HF_OPTIONS)
+    guard_options = {k: v for k, v in HF_OPTIONS.items() if k != "prefix_cache"}
+    return body.partition(":")[2], parse_options(name, query, guard_options)

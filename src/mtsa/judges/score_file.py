@@ -7,13 +7,11 @@ and renamed into place so that a crash never leaves a half-written result.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 from tqdm import tqdm
 
+from mtsa.atomic import write_jsonl_atomic
 from mtsa.errors import MtsaError
 from mtsa.goals.loaders import read_rows
 from mtsa.judges.base import JudgeItem
@@ -37,12 +35,8 @@ def score_file(judge_name: str, input_path: str, out_path: str, batch_size: int 
     scores: list[float] = []
     for start in tqdm(range(0, len(items), batch_size), desc="judging", unit="batch"):
         scores += judge.score(items[start:start + batch_size])
-    handle, temp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    with os.fdopen(handle, "w", encoding="utf-8") as file:
-        for row, score in zip(rows, scores):
-            file.write(json.dumps({**row, "p_unsafe": round(float(score), 6), "judge": judge.name},
-                                  ensure_ascii=False) + "\n")
-    os.replace(temp, out)
+    write_jsonl_atomic(out, ({**row, "p_unsafe": round(float(score), 6), "judge": judge.name}
+                             for row, score in zip(rows, scores)))
     return len(rows)
 
 

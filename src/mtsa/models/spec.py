@@ -8,7 +8,8 @@
 
 Options follow a `?`, `&`-separated: `hf:Qwen/Qwen2.5-7B-Instruct?device=cuda&dtype=bfloat16`,
 `openai:gpt-4o-mini@https://api.openai.com/v1?api_key_env=OPENAI_API_KEY&concurrency=8`.
-hf options: device, dtype, batch_size, max_context, trust_remote_code (off unless you say so).
+hf options: device, dtype, batch_size, max_context, trust_remote_code (off unless you say so),
+prefix_cache (on: a prompt prefix shared by a whole batch is computed once).
 openai options: api_key_env, concurrency, timeout_s, max_retries, context_tokens.
 
 `parse_spec` checks a spec without loading anything, so a typo fails before a run starts.
@@ -17,11 +18,13 @@ openai options: api_key_env, concurrency, timeout_s, max_retries, context_tokens
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mtsa.errors import MtsaError
 from mtsa.models.base import ChatModel
 
-HF_OPTIONS = {"device": str, "dtype": str, "batch_size": int, "max_context": int, "trust_remote_code": bool}
+HF_OPTIONS = {"device": str, "dtype": str, "batch_size": int, "max_context": int, "trust_remote_code": bool,
+              "prefix_cache": bool}
 OPENAI_OPTIONS = {"api_key_env": str, "concurrency": int, "timeout_s": float, "max_retries": int,
                   "context_tokens": int}
 DTYPE_NAMES = ("bfloat16", "bf16", "float16", "fp16", "float32", "fp32")  # the keys of hf.DTYPES (no torch import here)
@@ -57,10 +60,14 @@ def parse_spec(text: str) -> ModelSpec:
         adapter = rest[1:] if rest.startswith("+") else None
         if rest and not adapter:
             raise MtsaError(f"bad model spec '{text}': {SYNTAX}")
+        if adapter:
+            local_adapter(adapter)
         return ModelSpec("embedded", "embedded", adapter=adapter, options=options, text=text)
     model, _, adapter = rest.partition("+")
     if not model:
         raise MtsaError(f"bad model spec '{text}': hf: needs a local folder or a Hub id")
+    if adapter:
+        local_adapter(adapter)
     return ModelSpec("hf", model, adapter=adapter or None, options=options, text=text)
 
 
@@ -80,6 +87,17 @@ def parse_options(text: str, query: str, allowed: dict) -> dict:
         if key in options and options[key] < 1:
             raise MtsaError(f"option '{key}' in model spec '{text}' must be >= 1")
     return options
+
+
+def local_adapter(adapter: str) -> Path | None:
+    """The folder of a local adapter, None for a Hub id ("owner/name"); a local path that is
+    not an adapter folder is a user error, caught before any model is loaded."""
+    path = Path(adapter).expanduser()
+    if not (adapter.startswith((".", "/", "~")) or path.exists() or adapter.count("/") != 1):
+        return None
+    if not (path / "adapter_config.json").is_file():
+        raise MtsaError(f"adapter '{adapter}' not found (expected a folder with adapter_config.json)")
+    return path
 
 
 def load_model(spec: str | ModelSpec) -> ChatModel:

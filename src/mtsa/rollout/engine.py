@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
-from mtsa.attacker.format import OPENING_MESSAGE, AttackTurn, parse_attack, system_prompt, target_reply_message
+from mtsa.attacker.format import AttackTurn, attacker_exchange, attacker_opening, parse_attack
 from mtsa.goals.loaders import Goal
 from mtsa.judges.base import Judge, JudgeItem
 from mtsa.models.base import ChatModel, Conversation, Reply, SamplingParams
@@ -49,8 +49,12 @@ ATTACKER_STOP = ("\nThinking", "\nTarget:")
 
 
 def run_dialogues(goals: Iterable[Goal], attacker: ChatModel, target: ChatModel, judge: Judge,
-                  settings: RolloutSettings, on_finish: Callable[[DialogueRecord], None]) -> None:
+                  settings: RolloutSettings, on_finish: Callable[[DialogueRecord], None],
+                  strategy_for: Callable[[Goal], str | None] = lambda goal: None) -> None:
     """Red-team every goal; call `on_finish` with each dialogue as soon as it is done.
+
+    `strategy_for` tells the attacker which strategy to use per goal (data synthesis);
+    by default it chooses for itself.
 
     An attacker turn that does not parse is resampled in the next step, batched with the
     other dialogues' turns, rather than in a shrinking batch of its own; after
@@ -61,7 +65,8 @@ def run_dialogues(goals: Iterable[Goal], attacker: ChatModel, target: ChatModel,
     step = 0
     while queue or live:
         while queue and len(live) < settings.concurrency:
-            live.append(_start(queue.popleft(), settings))
+            goal = queue.popleft()
+            live.append(_start(goal, strategy_for(goal), settings))
         step += 1
         seed = settings.seed + 1000 * step
         params = replace(settings.attacker_sampling, seed=seed, stop=ATTACKER_STOP)
@@ -90,11 +95,10 @@ def run_dialogues(goals: Iterable[Goal], attacker: ChatModel, target: ChatModel,
             on_finish(dialogue.record)
 
 
-def _start(goal: Goal, settings: RolloutSettings) -> _Live:
-    attacker_chat = [{"role": "system", "content": system_prompt(goal.goal, settings.turns)},
-                     {"role": "user", "content": OPENING_MESSAGE}]
+def _start(goal: Goal, strategy: str | None, settings: RolloutSettings) -> _Live:
     target_chat = [{"role": "system", "content": settings.target_system_prompt}] if settings.target_system_prompt else []
-    return _Live(DialogueRecord(goal.id, goal.goal, goal.category), attacker_chat, target_chat)
+    record = DialogueRecord(goal.id, goal.goal, goal.category, assigned_strategy=strategy)
+    return _Live(record, attacker_opening(goal.goal, settings.turns, strategy), target_chat)
 
 
 def _answer_and_judge(asking: list[tuple[_Live, AttackTurn, Reply]], target: ChatModel, judge: Judge,
@@ -109,8 +113,7 @@ def _answer_and_judge(asking: list[tuple[_Live, AttackTurn, Reply]], target: Cha
     for (dialogue, attack, attacker_reply), reply, score in zip(asking, replies, scores):
         turn = len(dialogue.record.turns) + 1
         dialogue.target_chat.append({"role": "assistant", "content": reply.text})
-        dialogue.attacker_chat += [{"role": "assistant", "content": attack.render(turn)},
-                                   {"role": "user", "content": target_reply_message(reply.text, turn + 1)}]
+        dialogue.attacker_chat += attacker_exchange(attack, turn, reply.text)
         dialogue.record.turns.append(TurnRecord(
             turn=turn, thought=attack.thought, strategy=attack.strategy, question=attack.question,
             reply=reply.text, p_unsafe=float(score), attacker_tokens=attacker_reply.completion_tokens,

@@ -32,6 +32,7 @@ class DialogueRecord:
     turns: list[TurnRecord] = field(default_factory=list)
     format_failure: bool = False  # dropped: the attacker's turn did not parse after all retries
     stopped_early: bool = False  # ended at its first unsafe reply (stop_on_unsafe)
+    assigned_strategy: str | None = None  # the strategy the attacker was told to use (synthesis)
 
     def first_unsafe_turn(self, threshold: float = 0.5) -> int | None:
         """1-based turn of the first reply judged unsafe, or None."""

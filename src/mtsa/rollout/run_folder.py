@@ -10,26 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Iterator
 
+from mtsa.atomic import write_json_atomic
 from mtsa.errors import MtsaError
 from mtsa.rollout.records import DialogueRecord
 
 CONFIG = "config.json"
 DIALOGUES = "dialogues.jsonl"
 SUMMARY = "summary.json"
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(handle, "w") as file:
-        json.dump(data, file, indent=2, ensure_ascii=False)
-        file.write("\n")
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temp, path)
 
 
 class RunFolder:

@@ -1,0 +1,110 @@
+"""`mtsa synth`: Think-before-Attack training data for the attacker (MTSA Stage 1).
+
+For each goal and strategy a generator plays a strategy-conditioned attacker against the
+target through the rollout engine, and the judge scores every reply. Successful dialogues
+are kept (or all, labelled, with --keep-all), optionally cut down to the --top-k most
+diverse, and written as SFT JSONL (see `synth/dataset.py`). Dialogues stream into a run
+folder next to the output file (`<out>.run/`) so an interrupted synthesis resumes with
+--resume; the JSONL itself is written atomically at the end.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mtsa.atomic import write_jsonl_atomic
+from mtsa.attacker.strategies import STRATEGIES
+from mtsa.attacker.templates import TemplateAttacker
+from mtsa.errors import MtsaError
+from mtsa.goals.loaders import Goal, load_goals
+from mtsa.judges.registry import check_judge
+from mtsa.models.spec import load_model, parse_spec
+from mtsa.rollout.job import RolloutConfig, help_text, load_target_and_judge, run_into_folder
+from mtsa.rollout.run_folder import RunFolder
+from mtsa.synth.dataset import attacker_text, sft_example
+from mtsa.synth.diversity import embed, farthest_point, mean_pairwise_cosine
+
+SAME_RUN_KEYS = ("generator", "offline_templates", "strategies", "target", "judge", "goals", "turns", "threshold")
+STRATEGY_NAMES = ",".join(s.name for s in STRATEGIES)
+
+
+@dataclass
+class SynthConfig(RolloutConfig):
+    """Settings of one data synthesis run."""
+
+    generator: str = field(default="embedded", metadata=help_text("model spec of the model playing the attacker"))
+    offline_templates: bool = field(default=False, metadata=help_text(
+        "compose attacker turns from the project's templates instead of a generator model (offline bootstrap)"))
+    strategies: str = field(default=STRATEGY_NAMES, metadata=help_text("comma-separated strategies, one dialogue each per goal"))
+    out: str | None = field(default=None, metadata=help_text("SFT dataset to write (JSONL)"))
+    top_k: int | None = field(default=None, metadata=help_text("keep the K most diverse dialogues"))
+    keep_all: bool = field(default=False, metadata=help_text("keep failed dialogues too (labelled success=false)"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.out:
+            raise MtsaError("--out FILE.jsonl is required")
+        unknown = set(self.strategy_list()) - {s.name for s in STRATEGIES}
+        if unknown or not self.strategy_list():
+            raise MtsaError(f"unknown strategies {sorted(unknown)}; choose from {STRATEGY_NAMES}")
+        if self.top_k is not None and self.top_k < 1:
+            raise MtsaError("--top-k must be >= 1")
+
+    def strategy_list(self) -> list[str]:
+        return [name.strip() for name in self.strategies.split(",") if name.strip()]
+
+
+def run_synth(config: SynthConfig) -> dict:
+    """Synthesize, select and write the dataset; return the selection report."""
+    goals = load_goals(config.goals, config.limit)
+    tasks = {f"{goal.id}:{strategy}": (goal, strategy) for goal in goals for strategy in config.strategy_list()}
+    generator_spec = None if config.offline_templates else parse_spec(config.generator)
+    target_spec = parse_spec(config.target)
+    check_judge(config.judge)
+    out = Path(config.out)
+    if not out.parent.is_dir():
+        raise MtsaError(f"output folder '{out.parent}' does not exist")
+    folder = RunFolder(out.with_name(out.name + ".run"))
+    folder.check_can_start(config.resolved(str(out)), config.resume, SAME_RUN_KEYS)
+    if out.exists() and not config.resume:
+        raise MtsaError(f"'{out}' exists; choose another --out or delete it")
+
+    if generator_spec is None:
+        generator, shared = TemplateAttacker(config.turns), None
+    else:
+        generator = load_model(generator_spec)
+        shared = (generator_spec, generator)
+    target, judge = load_target_and_judge(target_spec, config.judge, shared)
+    folder.start(config.resolved(str(out)))
+    as_goals = [Goal(id=key, goal=goal.goal, category=goal.category) for key, (goal, _) in tasks.items()]
+    dialogues = run_into_folder(folder, as_goals, generator, target, judge, config.settings(),
+                                strategy_for=lambda g: tasks[g.id][1])
+
+    kept = [d for d in dialogues if not d.format_failure and
+            (config.keep_all or d.first_unsafe_turn(config.threshold) is not None)]
+    if not kept:
+        raise MtsaError(f"no usable dialogues out of {len(dialogues)} (all failed or format failures); "
+                        "try --keep-all, more goals or a stronger generator")
+    vectors = embed([attacker_text(d) for d in kept])
+    chosen = farthest_point(vectors, config.top_k) if config.top_k else list(range(len(kept)))
+    selected = [kept[i] for i in chosen]
+    write_jsonl_atomic(out, [sft_example(d, config.turns, config.threshold) for d in selected])
+
+    report = {
+        "dialogues": len(dialogues),
+        "format_failures": sum(d.format_failure for d in dialogues),
+        "successful": sum(d.first_unsafe_turn(config.threshold) is not None for d in dialogues),
+        "kept": len(kept),
+        "selected": len(selected),
+        "mean_pairwise_cosine_before": round(mean_pairwise_cosine(vectors), 4),
+        "mean_pairwise_cosine_after": round(mean_pairwise_cosine(vectors[chosen]), 4),
+        "strategies_before": dict(Counter(d.assigned_strategy for d in kept)),
+        "strategies_after": dict(Counter(d.assigned_strategy for d in selected)),
+        "generator": generator.name, "target": target.name, "judge": judge.name, "out": str(out),
+    }
+    folder.write_summary(report)
+    for key, value in report.items():
+        print(f"{key:>28}: {value}")
+    return report

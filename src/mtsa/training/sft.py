@@ -1,0 +1,139 @@
+"""`mtsa sft`: supervised fine-tuning of the attacker on Think-before-Attack dialogues.
+
+TRL's SFTTrainer does the training (so `accelerate launch` gives DDP, DeepSpeed ZeRO and FSDP
+unchanged); we only hand it token ids with a loss mask over the attacker's turns (see
+`chat_tokens.py`): the system prompt and the target's replies are context, never targets.
+LoRA by default, full fine-tuning with --full-finetune. The output folder holds the adapter
+(or model) and the tokenizer, usable as `embedded+DIR` / `hf:BASE+DIR` (LoRA) or `hf:DIR`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mtsa.atomic import write_json_atomic
+from mtsa.errors import MtsaError, first_line
+from mtsa.models.spec import parse_spec
+from mtsa.rollout.job import help_text
+
+
+@dataclass
+class AttackerSFTConfig:
+    """Settings of one attacker SFT run. Reference (7B, GPUs, full fine-tuning): 3 epochs, lr 1e-5,
+    cosine, warmup 0.1, effective batch 8, max length 2500. The CPU defaults (LoRA, lr 2e-4)
+    finish the embedded demo in minutes."""
+
+    data: str | None = field(default=None, metadata=help_text("SFT JSONL written by `mtsa synth`"))
+    model: str = field(default="embedded", metadata=help_text("base model spec: embedded or hf:PATH_OR_ID"))
+    out: str | None = field(default=None, metadata=help_text("folder for the adapter/model and tokenizer"))
+    full_finetune: bool = field(default=False, metadata=help_text("train all weights instead of a LoRA adapter"))
+    lora_r: int = field(default=16, metadata=help_text("LoRA rank"))
+    lora_alpha: int = field(default=32, metadata=help_text("LoRA alpha"))
+    lora_dropout: float = field(default=0.05, metadata=help_text("LoRA dropout"))
+    lora_target_modules: str = field(default="all-linear", metadata=help_text("LoRA target modules (comma-separated or all-linear)"))
+    epochs: float = field(default=3.0, metadata=help_text("training epochs"))
+    learning_rate: float = field(default=2e-4, metadata=help_text("peak learning rate (reference full FT: 1e-5)"))
+    lr_scheduler: str = field(default="cosine", metadata=help_text("learning-rate schedule"))
+    warmup_ratio: float = field(default=0.1, metadata=help_text("share of steps spent warming up"))
+    batch_size: int = field(default=2, metadata=help_text("dialogues per device per step"))
+    gradient_accumulation: int = field(default=4, metadata=help_text("steps per update (effective batch = batch_size x this x devices)"))
+    max_length: int = field(default=2048, metadata=help_text("tokens per dialogue; longer ones are truncated"))
+    max_steps: int = field(default=-1, metadata=help_text("stop after N updates (-1: run all epochs)"))
+    seed: int = field(default=0, metadata=help_text("random seed"))
+    logging_steps: int = field(default=5, metadata=help_text("log the loss every N updates"))
+    gradient_checkpointing: bool = field(default=False, metadata=help_text("trade compute for memory (large models)"))
+
+    def __post_init__(self) -> None:
+        if not self.data or not self.out:
+            raise MtsaError("--data FILE.jsonl and --out DIR are required")
+        spec = parse_spec(self.model)
+        if spec.kind == "openai":
+            raise MtsaError("--model must be a local model (embedded or hf:...), not an API endpoint")
+        if spec.adapter:
+            raise MtsaError("--model must be a base model without an adapter")
+        if self.epochs <= 0 or self.learning_rate <= 0 or self.batch_size < 1 or self.gradient_accumulation < 1:
+            raise MtsaError("--epochs, --learning-rate, --batch-size and --gradient-accumulation must be positive")
+
+
+def base_model_path(spec_text: str) -> str:
+    spec = parse_spec(spec_text)
+    if spec.kind == "embedded":
+        from mtsa.models.embedded import chat_model_dir
+
+        return str(chat_model_dir())
+    return spec.model
+
+
+def load_sft_rows(path: str):
+    """The dataset's rows as a `datasets.Dataset`; one-line errors for a missing, empty or malformed file."""
+    import datasets
+
+    from mtsa.goals.loaders import read_rows
+
+    rows = read_rows(Path(path))
+    if not rows:
+        raise MtsaError(f"{path}: no rows")
+    for n, row in enumerate(rows, start=1):
+        messages = row.get("messages") if isinstance(row, dict) else None
+        if not isinstance(messages, list):
+            raise MtsaError(f"{path}: row {n} has no 'messages' list (chat messages), as `mtsa synth` writes")
+        if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
+            raise MtsaError(f"{path}: row {n} has no assistant (attacker) message to learn from")
+    return datasets.Dataset.from_list(rows)
+
+
+def run_sft(config: AttackerSFTConfig) -> Path:
+    """Train and save; return the output folder."""
+    out = Path(config.out)
+    if out.exists() and any(out.iterdir()):
+        raise MtsaError(f"--out '{out}' is not empty; choose a new folder")
+    trainer, rows, path = build_trainer(config)
+    result = trainer.train()
+    trainer.save_model(str(out))
+    trainer.processing_class.save_pretrained(str(out))
+    write_json_atomic(out / "mtsa_sft.json", {**dataclasses.asdict(config), "base_model_path": path,
+                                              "train_loss": result.training_loss, "steps": result.global_step,
+                                              "rows": len(rows)})
+    print(json.dumps({"out": str(out), "train_loss": round(result.training_loss, 4), "steps": result.global_step}))
+    return out
+
+
+def build_trainer(config: AttackerSFTConfig):
+    """(TRL SFTTrainer ready to train, the data rows, the base model path)."""
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from mtsa.training.chat_tokens import tokenize_with_assistant_mask
+
+    rows = load_sft_rows(config.data)
+    path = base_model_path(config.model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise MtsaError(f"could not load tokenizer of '{path}': {first_line(exc)}") from None
+    if not tokenizer.chat_template:
+        raise MtsaError(f"model '{path}' has no chat template; the attacker must be a chat model")
+    tokenized = rows.map(lambda row: tokenize_with_assistant_mask(tokenizer, row["messages"]),
+                         remove_columns=rows.column_names)
+
+    gpu = torch.cuda.is_available()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if gpu else torch.float32)
+    targets = config.lora_target_modules
+    peft_config = None if config.full_finetune else LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, task_type="CAUSAL_LM",
+        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")])
+    args = SFTConfig(
+        output_dir=str(config.out), num_train_epochs=config.epochs, learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio
+        per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation,
+        max_length=config.max_length, max_steps=config.max_steps, seed=config.seed,
+        logging_steps=config.logging_steps, gradient_checkpointing=config.gradient_checkpointing,
+        bf16=gpu, save_strategy="no", report_to="none")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=tokenized, processing_class=tokenizer,
+                         peft_config=peft_config)
+    return trainer, rows, path

@@ -1,0 +1,62 @@
+import json
+
+import pytest
+
+from mtsa.cli import main
+from mtsa.models.base import SamplingParams
+from mtsa.models.hf import HFChatModel
+from mtsa.training.sft import AttackerSFTConfig, build_trainer
+
+ROW = {"messages": [{"role": "system", "content": "SYSTEM GOAL"}, {"role": "user", "content": "start"},
+                    {"role": "assistant", "content": "Thinking 1: a\nAttack question 1: b"},
+                    {"role": "user", "content": "TARGET REPLY"},
+                    {"role": "assistant", "content": "Thinking 2: c\nAttack question 2: d"}],
+       "goal": "g", "strategy": "role_play", "success": True, "scores": [0.1, 0.9]}
+
+
+@pytest.fixture()
+def data(tmp_path):
+    path = tmp_path / "sft.jsonl"
+    path.write_text("".join(json.dumps(ROW) + "\n" for _ in range(4)))
+    return path
+
+
+def test_trainer_labels_mask_everything_but_the_attacker_turns(data, tmp_path, tiny_model_dir):
+    config = AttackerSFTConfig(data=str(data), model=f"hf:{tiny_model_dir}", out=str(tmp_path / "out"))
+    trainer, _, _ = build_trainer(config)
+    example = trainer.train_dataset[0]
+    tokenizer = trainer.processing_class
+    learned = tokenizer.decode([t for t, label in zip(example["input_ids"], example["labels"]) if label != -100])
+    assert "Attack question 1: b" in learned and "Attack question 2: d" in learned
+    assert "SYSTEM GOAL" not in learned and "TARGET REPLY" not in learned
+
+
+def test_sft_cli_trains_a_lora_adapter_usable_as_an_attacker(data, tmp_path, tiny_model_dir):
+    out = tmp_path / "adapter"
+    assert main(["sft", "--data", str(data), "--model", f"hf:{tiny_model_dir}", "--out", str(out),
+                 "--max-steps", "2", "--batch-size", "2", "--gradient-accumulation", "1"]) == 0
+    assert (out / "adapter_config.json").is_file() and (out / "mtsa_sft.json").is_file()
+    assert json.loads((out / "mtsa_sft.json").read_text())["steps"] == 2
+    attacker = HFChatModel(str(tiny_model_dir), adapter=str(out))
+    assert attacker.generate([ROW["messages"][:2]], SamplingParams(max_new_tokens=3, seed=0))[0].completion_tokens > 0
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "no rows"),
+    ("{not json\n", "malformed JSON on line 1"),
+    (json.dumps({"text": "hi"}) + "\n", "no 'messages' list"),
+    (json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n", "no assistant"),
+])
+def test_bad_data_is_a_one_line_error(tmp_path, tiny_model_dir, capsys, content, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    code = main(["sft", "--data", str(path), "--model", f"hf:{tiny_model_dir}", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_missing_adapter_and_api_models_are_rejected(data, tmp_path, capsys):
+    assert main(["sft", "--data", str(data), "--model", "openai:m@http://127.0.0.1:9/v1", "--out", str(tmp_path)]) == 2
+    assert "local model" in capsys.readouterr().err
+    assert main(["redteam", "--attacker", f"embedded+{tmp_path / 'nope'}", "--out", str(tmp_path / "r")]) == 2
+    assert "not found" in capsys.readouterr().err
