@@ -19,7 +19,6 @@ padding), plus one cached single-token step when some prompt needs the whitespac
 
 from __future__ import annotations
 
-import inspect
 from typing import Sequence
 
 import torch
@@ -28,7 +27,7 @@ from mtsa.errors import MtsaError
 from mtsa.judges.base import JudgeItem
 from mtsa.models.base import Conversation
 from mtsa.models.context import truncate_oldest
-from mtsa.models.hf import in_length_order, left_pad, load_causal_lm, render_chat
+from mtsa.models.hf import cache_argument, in_length_order, left_pad, load_causal_lm, render_chat
 
 
 
@@ -44,8 +43,7 @@ class LlamaGuardJudge:
             model_path, device=device, dtype=dtype, batch_size=batch_size, trust_remote_code=trust_remote_code,
             role="judge model")
         self.max_context = max_context or getattr(self.model.config, "max_position_embeddings", None)
-        # transformers 5 renamed forward's `past_key_values` to `cache` (the old name is deprecated).
-        self._cache_arg = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        self._cache_arg = cache_argument(self.model)
         self.unsafe_id = self._first_token("unsafe")
         self.safe_id = self._first_token("safe")
         if self.unsafe_id == self.safe_id:

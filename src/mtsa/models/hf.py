@@ -9,6 +9,7 @@ for bs 1 fp32 with the 135M embedded model), so bf16 is the default dtype everyw
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Callable, Sequence, TypeVar
 
 import torch
@@ -101,7 +102,9 @@ class HFChatModel:
             if params.temperature > 0 else {"do_sample": False}
         if params.stop:
             sampling["stopping_criteria"] = [_StopOnText(self.tokenizer, params.stop, width)]
-        output = self.model.generate(input_ids=input_ids, attention_mask=attention, past_key_values=cache,
+        if cache is not None:
+            sampling[cache_argument(self.model)] = cache
+        output = self.model.generate(input_ids=input_ids, attention_mask=attention,
                                      max_new_tokens=params.max_new_tokens, pad_token_id=pad, **sampling)
         replies = []
         eos_ids = _eos_ids(self.model, self.tokenizer)
@@ -110,6 +113,12 @@ class HFChatModel:
             text = _cut_at_stop(self.tokenizer.decode(row[:length], skip_special_tokens=True), params.stop)
             replies.append(Reply(text=text, prompt_tokens=len(prompt), completion_tokens=length))
         return replies
+
+
+def cache_argument(model) -> str:
+    """The name under which `model` takes a KV cache: transformers 5 renamed `past_key_values`
+    to `cache` (the old name still works but warns); 4.x only knows the old one."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 MIN_SHARED_PREFIX = 64  # tokens; below this a prefix cache saves less than it costs
