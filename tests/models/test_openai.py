@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from typing import Iterator
 
 import pytest
@@ -66,12 +65,9 @@ def test_usage_estimated_when_server_omits_it() -> None:
 
 def test_concurrency_limit_respected_and_used() -> None:
     with FakeOpenAIServer(delay_s=0.2) as fake:
-        start = time.monotonic()
         replies = make_model(fake.base_url, concurrency=4).generate([user(str(i)) for i in range(12)], PARAMS)
-        elapsed = time.monotonic() - start
     assert len(replies) == 12
-    assert 1 < fake.max_in_flight <= 4
-    assert elapsed < 12 * 0.2  # clearly faster than one at a time
+    assert 1 < fake.max_in_flight <= 4  # requests overlapped, never more than the limit
 
 
 def test_sampling_params_forwarded(server: FakeOpenAIServer) -> None:
