@@ -194,9 +194,13 @@ class _StopOnText:
 
     def __init__(self, tokenizer, stop: tuple[str, ...], prompt_width: int) -> None:
         self.tokenizer, self.stop, self.prompt_width = tokenizer, stop, prompt_width
+        # Checked after every token, so a stop string can only just have been completed: decoding
+        # the last few tokens (a token holds at least one byte) is enough, not the whole reply.
+        self.window = max(len(s.encode()) for s in stop) + 2
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_width:], skip_special_tokens=True)
+        start = max(self.prompt_width, input_ids.shape[1] - self.window)
+        texts = self.tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
         return torch.tensor([any(s in text for s in self.stop) for text in texts], device=input_ids.device)
 
 
