@@ -62,7 +62,10 @@ def main() -> None:
     parser.add_argument("--eval-goals", type=int, default=16, help="held-out goals from train_goals.json")
     parser.add_argument("--turns", type=int, default=3)
     parser.add_argument("--top-k", type=int, default=64)
-    parser.add_argument("--sft-steps", type=int, default=40)
+    parser.add_argument("--sft-steps", type=int, default=36, help="optimizer updates")
+    parser.add_argument("--sft-batch", type=int, default=4, help="dialogues per update")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--lora-layers", type=int, default=0, help="LoRA on the top N layers only (0: all)")
     parser.add_argument("--out", default="runs/bench-sft-effect")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -88,18 +91,23 @@ def main() -> None:
             offline_templates=True, limit=args.train_goals, out=str(data), top_k=args.top_k,
             resume=(out / "attacks.jsonl.run").exists(), **small)))
     if not (adapter / "adapter_config.json").is_file():
-        stage("sft", lambda: run_sft(AttackerSFTConfig(data=str(data), out=str(adapter), max_steps=args.sft_steps,
-                                                        seed=args.seed)))
+        stage("sft", lambda: run_sft(AttackerSFTConfig(
+            data=str(data), out=str(adapter), max_steps=args.sft_steps, batch_size=1,
+            gradient_accumulation=args.sft_batch, learning_rate=args.learning_rate, lora_layers=args.lora_layers,
+            logging_steps=5, seed=args.seed)))
     results = {"direct single-turn ASR": stage("direct", lambda: direct_asr(eval_goals, 96, args.seed))}
     for label, attacker in (("untrained attacker", "embedded"), ("SFT attacker", f"embedded+{adapter}")):
         run = out / label.replace(" ", "-")
-        summary = stage(label, lambda: run_redteam(RedteamConfig(
+        summary = stage(label, lambda attacker=attacker, run=run: run_redteam(RedteamConfig(
             attacker=attacker, goals=str(eval_goals), out=str(run), resume=run.exists(), **small)))
-        results[f"{label} ASR"] = summary["asr"]
+        results[f"{label} ASR (judged dialogues)"] = summary["asr"]
+        # A dialogue dropped for its format is an attack that did not happen: count it as failed.
+        results[f"{label} ASR (all goals)"] = round(summary["asr"] * summary["n_dialogues"] / summary["n_goals"], 4)
         results[f"{label} format failures"] = f"{summary['format_failures']}/{summary['n_goals']}"
         results[f"{label} format compliance"] = round(format_compliance(run, 3), 3)
     report = {"results": results, "seconds": timings, "eval_goals": f"first {args.eval_goals} of train_goals.json",
-              "judge": "embedded", "target": "embedded", "turns": args.turns}
+              "judge": "embedded", "target": "embedded", "settings": vars(args),
+              "sft": json.loads((adapter / "mtsa_sft.json").read_text())}  # what the adapter was trained with
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     for key, value in results.items():
         print(f"{key:>38}: {value}")

@@ -29,7 +29,7 @@ class DemoConfig:
     resume: bool = field(default=False, metadata=help_text("finish an interrupted demo in --out"))
     goals: int = field(default=6, metadata=help_text("built-in goals for synthesis, and as many others to attack"))
     turns: int = field(default=3, metadata=help_text("turns per dialogue"))
-    sft_steps: int = field(default=6, metadata=help_text("LoRA training steps"))
+    sft_steps: int = field(default=8, metadata=help_text("LoRA training steps (4 dialogues each)"))
     seed: int = field(default=0, metadata=help_text("random seed"))
 
     def __post_init__(self) -> None:
@@ -62,8 +62,11 @@ def run_demo(config: DemoConfig) -> dict:
     adapter = out / "attacker"
     print(f"[2/3] fine-tuning the attacker (LoRA, {config.sft_steps} steps) -> {adapter}")
     if not (config.resume and (adapter / "adapter_config.json").is_file()):
+        # Top-10-layer LoRA at a high rate: the fastest and leanest setting that still learns the
+        # turn format on this CPU (see AttackerSFTConfig).
         run_sft(AttackerSFTConfig(data=str(data), model="embedded", out=str(adapter), max_steps=config.sft_steps,
-                                  batch_size=1, gradient_accumulation=2, logging_steps=2, seed=config.seed))
+                                  batch_size=1, gradient_accumulation=4, learning_rate=1e-3, lora_layers=10,
+                                  logging_steps=2, seed=config.seed))
 
     print(f"[3/3] red-teaming the embedded target with the fine-tuned attacker -> {out / 'redteam'}")
     return run_redteam(RedteamConfig(attacker=f"embedded+{adapter}", goals=str(attack_goals),

@@ -60,3 +60,14 @@ def test_missing_adapter_and_api_models_are_rejected(data, tmp_path, capsys):
     assert "local model" in capsys.readouterr().err
     assert main(["redteam", "--attacker", f"embedded+{tmp_path / 'nope'}", "--out", str(tmp_path / "r")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_lora_layers_adapts_only_the_top_layers_and_weights_default_to_bf16(data, tmp_path, tiny_model_dir):
+    config = AttackerSFTConfig(data=str(data), model=f"hf:{tiny_model_dir}", out=str(tmp_path / "out"), lora_layers=1)
+    trainer, _, _ = build_trainer(config)
+    adapted = {name.split(".layers.")[1].split(".")[0] for name, _ in trainer.model.named_parameters()
+               if "lora_" in name}
+    num_layers = trainer.model.config.num_hidden_layers
+    assert adapted == {str(num_layers - 1)}
+    frozen = next(p for name, p in trainer.model.named_parameters() if "lora_" not in name)
+    assert str(frozen.dtype) == "torch.bfloat16"

@@ -118,7 +118,8 @@ class HFChatModel:
 def cache_argument(model) -> str:
     """The name under which `model` takes a KV cache: transformers 5 renamed `past_key_values`
     to `cache` (the old name still works but warns); 4.x only knows the old one."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft's forward takes **kwargs
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 MIN_SHARED_PREFIX = 64  # tokens; below this a prefix cache saves less than it costs
