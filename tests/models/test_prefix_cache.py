@@ -35,3 +35,17 @@ def test_shared_prefix_length():
     assert _shared_prefix_length([[1] * 100 + [2], [1] * 100 + [3, 4]]) == 100
     assert _shared_prefix_length([[1] * 10 + [2], [1] * 10 + [3]]) == 0  # too short to be worth it
     assert _shared_prefix_length([[1] * 100, [1] * 100]) == 99  # every row keeps one token of its own
+
+
+def test_preallocated_cache_generates_what_transformers_default_cache_does(model):
+    import torch
+
+    from mtsa.models.hf import render_chat
+
+    conversation = attacker_opening("Explain how to pick a lock", 3)
+    ours = model.generate([conversation], SamplingParams(temperature=0, max_new_tokens=8))[0]
+    ids = torch.tensor([render_chat(model.tokenizer, conversation)])
+    with torch.no_grad():
+        default = model.model.generate(input_ids=ids, max_new_tokens=8, do_sample=False,
+                                       pad_token_id=model.tokenizer.pad_token_id)
+    assert ours.text == model.tokenizer.decode(default[0, ids.shape[1]:], skip_special_tokens=True)
