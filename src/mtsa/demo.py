@@ -5,11 +5,16 @@
 2. sft: a LoRA adapter for the embedded model is trained on the successful dialogues;
 3. redteam: the fine-tuned attacker red-teams the embedded target on *other* built-in goals.
 
-Everything lands in one folder; with --resume a stage that finished is not run again.
+Each stage runs as the `mtsa` command a user would type (printed as it starts), in its own
+process. Everything lands in one folder; with --resume a stage that finished is not run again.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +22,7 @@ from pathlib import Path
 from mtsa.atomic import write_jsonl_atomic
 from mtsa.errors import MtsaError
 from mtsa.goals.loaders import load_goals
-from mtsa.redteam import RedteamConfig, run_redteam
 from mtsa.rollout.job import help_text
-from mtsa.synth.job import SynthConfig, run_synth
-from mtsa.training.sft import AttackerSFTConfig, run_sft
 
 
 @dataclass
@@ -42,7 +44,8 @@ class DemoConfig:
 def run_demo(config: DemoConfig) -> dict:
     out = Path(config.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
-    small = {"turns": config.turns, "seed": config.seed, "target_max_tokens": 96, "attacker_max_tokens": 128}
+    small = {"turns": config.turns, "seed": config.seed, "target_max_tokens": 96, "attacker_max_tokens": 128,
+             "resume": config.resume}
 
     # Alternate built-in goals between training and attack, so the attack is on unseen goals
     # from the same categories.
@@ -56,18 +59,45 @@ def run_demo(config: DemoConfig) -> dict:
     if not (config.resume and data.is_file()):
         # keep_all: with a handful of goals there may be few successes; every template
         # dialogue is well-formed, and the demo is about the attacker learning the format.
-        run_synth(SynthConfig(offline_templates=True, goals=str(train_goals), out=str(data), resume=config.resume,
-                              keep_all=True, concurrency=16, **small))
+        run_stage("synth", offline_templates=True, goals=train_goals, out=data, keep_all=True, concurrency=16,
+                  **small)
 
     adapter = out / "attacker"
     print(f"[2/3] fine-tuning the attacker (LoRA, {config.sft_steps} steps) -> {adapter}")
     if not (config.resume and (adapter / "adapter_config.json").is_file()):
-        # Top-10-layer LoRA at a high rate: the fastest and leanest setting that still learns the
-        # turn format on this CPU (see AttackerSFTConfig).
-        run_sft(AttackerSFTConfig(data=str(data), model="embedded", out=str(adapter), max_steps=config.sft_steps,
-                                  batch_size=1, gradient_accumulation=4, learning_rate=1e-3, lora_layers=10,
-                                  logging_steps=2, seed=config.seed))
+        # Top-10-layer LoRA at a high rate: the fastest and leanest setting on this CPU (see
+        # AttackerSFTConfig). A few steps do not teach a 135M model the turn format yet;
+        # benchmarks/attacker_sft_effect.py measures what a longer run does.
+        run_stage("sft", data=data, model="embedded", out=adapter, max_steps=config.sft_steps, batch_size=1,
+                  gradient_accumulation=4, learning_rate=1e-3, lora_layers=10, logging_steps=2, seed=config.seed)
 
     print(f"[3/3] red-teaming the embedded target with the fine-tuned attacker -> {out / 'redteam'}")
-    return run_redteam(RedteamConfig(attacker=f"embedded+{adapter}", goals=str(attack_goals),
-                                     out=str(out / "redteam"), resume=config.resume, concurrency=8, **small))
+    run_stage("redteam", attacker=f"embedded+{adapter}", goals=attack_goals, out=out / "redteam", concurrency=8,
+              **small)
+    return json.loads((out / "redteam" / "summary.json").read_text())
+
+
+# glibc malloc settings for the stage processes: one arena, and tensors over 1 MiB in their own
+# mappings handed back on free. Measured on the SFT stage (8 steps): peak RSS 2.53 GB instead of
+# 3.37 GB (the default arenas keep freed activation buffers), 5% slower. Ignored elsewhere.
+LEAN_MALLOC = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "1048576", "MALLOC_TRIM_THRESHOLD_": "0"}
+
+
+def run_stage(command: str, **settings) -> None:
+    """Run one stage as its own `mtsa` process, the command a user would type (printed first).
+
+    A process per stage hands each stage's memory back before the next one starts, so the
+    demo's peak is that of its largest stage (the SFT), not the sum of all three.
+    """
+    argv = [command]
+    for name, value in settings.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        else:
+            argv += [flag, str(value)]
+    print("  $ mtsa " + " ".join(argv), flush=True)
+    env = {**LEAN_MALLOC, **os.environ}  # the user's own settings win
+    code = subprocess.run([sys.executable, "-m", "mtsa.cli", *argv], env=env, check=False).returncode
+    if code:
+        raise MtsaError(f"the '{command}' stage failed (exit code {code}); fix the cause above and rerun with --resume")

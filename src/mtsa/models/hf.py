@@ -88,7 +88,8 @@ class HFChatModel:
                 if len(self._prefix_caches) >= 4:
                     self._prefix_caches.pop(next(iter(self._prefix_caches)))
                 ids = torch.tensor([prefix], device=self.device)
-                self._prefix_caches[prefix] = self.model(input_ids=ids, use_cache=True).past_key_values
+                output = self.model(input_ids=ids, use_cache=True)
+                self._prefix_caches[prefix] = getattr(output, cache_argument(self.model))  # renamed in 5.x
             for index, layer in enumerate(self._prefix_caches[prefix].layers):
                 cache.update(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1), index)
         return cache
