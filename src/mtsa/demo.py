@@ -2,7 +2,7 @@
 
 1. synth: the offline template attacker red-teams the embedded target on a few built-in goals
    with each of the four strategies; the embedded judge scores every reply;
-2. sft: a LoRA adapter for the embedded model is trained on the successful dialogues;
+2. sft: a LoRA adapter for the embedded model is trained on those dialogues (all kept);
 3. redteam: the fine-tuned attacker red-teams the embedded target on *other* built-in goals.
 
 Each stage runs as the `mtsa` command a user would type (printed as it starts), in its own
