@@ -136,7 +136,7 @@ def build_trainer(config: AttackerSFTConfig):
     if dtype == "auto":  # LoRA keeps its own weights in fp32; only full fine-tuning on CPU needs fp32 weights
         dtype = "float32" if config.full_finetune and not gpu else "bfloat16"
     model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype])
-    peft_config = None if config.full_finetune else lora_config(config, model.config.num_hidden_layers)
+    peft_config = None if config.full_finetune else lora_config(config, model)
     args = SFTConfig(
         output_dir=str(config.out), num_train_epochs=config.epochs, learning_rate=config.learning_rate,
         lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio
@@ -149,15 +149,19 @@ def build_trainer(config: AttackerSFTConfig):
     return trainer, rows, path
 
 
-def lora_config(config: AttackerSFTConfig, num_layers: int):
-    """The peft LoraConfig; with `lora_layers`, only the top layers are adapted (peft then needs module names)."""
+def lora_config(config: AttackerSFTConfig, model):
+    """The peft LoraConfig; with `lora_layers`, only the top layers are adapted."""
+    import torch
     from peft import LoraConfig
 
     targets = config.lora_target_modules
     layers = None
     if config.lora_layers:
-        if targets == "all-linear":
-            targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+        if targets == "all-linear":  # peft wants module names with layers_to_transform: the same set, named
+            head = model.get_output_embeddings()
+            targets = ",".join(sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                                       if isinstance(module, torch.nn.Linear) and module is not head}))
+        num_layers = model.config.num_hidden_layers
         layers = list(range(max(0, num_layers - config.lora_layers), num_layers))
     return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       task_type="CAUSAL_LM", layers_to_transform=layers,
