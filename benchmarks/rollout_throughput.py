@@ -11,6 +11,12 @@ judge, and the script prints dialogues/minute for both, the ratio last.
 The baseline uses bf16 like the batched run but, like the research code, no prefix cache
 (the batched engine computes the attacker's shared system prompt once; see `models/hf.py`);
 pass --baseline-prefix-cache to measure batching alone, --baseline-dtype float32 for fp32.
+
+The untrained embedded model fails the attacker's turn format on most attempts, so most of
+its work is resampling and few questions reach the target. MTSA's attacker is fine-tuned
+first (Stage 1); pass --attacker-adapter with a LoRA adapter from `mtsa sft` (or the demo,
+or benchmarks/attacker_sft_effect.py) to measure that workload: the attacker is then the
+embedded model with the adapter, the target the plain embedded model.
 """
 
 from __future__ import annotations
@@ -26,10 +32,11 @@ from mtsa.models.hf import HFChatModel
 from mtsa.rollout.engine import RolloutSettings, run_dialogues
 
 
-def timed_run(model: HFChatModel, judge, goals, settings: RolloutSettings) -> tuple[float, list]:
+def timed_run(attacker: HFChatModel, target: HFChatModel, judge, goals,
+              settings: RolloutSettings) -> tuple[float, list]:
     finished: list = []
     start = time.perf_counter()
-    run_dialogues(goals, model, model, judge, settings, finished.append)
+    run_dialogues(goals, attacker, target, judge, settings, finished.append)
     return time.perf_counter() - start, finished
 
 
@@ -42,6 +49,7 @@ def main() -> None:
     parser.add_argument("--judge", default="embedded")
     parser.add_argument("--baseline-dtype", default="bfloat16")
     parser.add_argument("--baseline-prefix-cache", action="store_true", help="give the baseline the prefix cache too")
+    parser.add_argument("--attacker-adapter", help="LoRA adapter folder for the attacker (an SFT'd attacker)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -50,18 +58,24 @@ def main() -> None:
     sampling = SamplingParams(temperature=1.0, top_p=0.95, max_new_tokens=args.max_tokens)
     settings = dict(turns=args.turns, attacker_sampling=sampling, target_sampling=sampling, seed=args.seed)
 
-    batched_model = HFChatModel(str(chat_model_dir()), batch_size=args.concurrency)
-    batched_s, batched = timed_run(batched_model, judge, goals,
+    def models(**options) -> tuple[HFChatModel, HFChatModel]:
+        """(attacker, target) built with the same options; one shared model unless an adapter is given."""
+        target = HFChatModel(str(chat_model_dir()), **options)
+        if not args.attacker_adapter:
+            return target, target
+        return HFChatModel(str(chat_model_dir()), adapter=args.attacker_adapter, **options), target
+
+    batched_s, batched = timed_run(*models(batch_size=args.concurrency), judge, goals,
                                    RolloutSettings(concurrency=args.concurrency, **settings))
-    baseline_model = HFChatModel(str(chat_model_dir()), batch_size=1, dtype=args.baseline_dtype,
-                                 prefix_cache=args.baseline_prefix_cache)
-    baseline_s, baseline = timed_run(baseline_model, judge, goals, RolloutSettings(concurrency=1, **settings))
+    baseline_models = models(batch_size=1, dtype=args.baseline_dtype, prefix_cache=args.baseline_prefix_cache)
+    baseline_s, baseline = timed_run(*baseline_models, judge, goals, RolloutSettings(concurrency=1, **settings))
 
     for label, seconds, finished in (("one-at-a-time", baseline_s, baseline), ("batched", batched_s, batched)):
         turns = sum(len(d.turns) for d in finished)
         tokens = sum(t.attacker_tokens + t.target_tokens for d in finished for t in d.turns)
-        print(f"{label:>14}: {len(finished)} dialogues, {turns} turns, {tokens} tokens in {seconds:.1f} s "
-              f"-> {60 * len(finished) / seconds:.2f} dialogues/min")
+        failures = sum(d.format_failure for d in finished)
+        print(f"{label:>14}: {len(finished)} dialogues ({failures} format failures), {turns} turns, {tokens} tokens "
+              f"in {seconds:.1f} s -> {60 * len(finished) / seconds:.2f} dialogues/min")
     print(f"ratio (batched / one-at-a-time): {baseline_s / batched_s:.2f}")
 
 

@@ -60,14 +60,31 @@ def test_model_without_chat_template_is_rejected(tiny_model_dir, tmp_path):
         HFChatModel(str(folder))
 
 
-def test_lora_adapter_loads(tiny_model_dir, tmp_path):
+def test_lora_adapter_is_merged_and_generates_what_the_unmerged_model_does(tiny_model_dir, tmp_path):
+    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(tmp_path / "adapter")
-    model = HFChatModel(str(tiny_model_dir), adapter=str(tmp_path / "adapter"))
-    assert model.generate([conv("hi")], SamplingParams(max_new_tokens=3, seed=1))[0].completion_tokens > 0
+    from mtsa.models.hf import render_chat
+
+    unmerged = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                              LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    torch.manual_seed(0)
+    for name, weight in unmerged.named_parameters():
+        if "lora_B" in name:  # a fresh adapter is a no-op (B = 0); make it change the model
+            torch.nn.init.normal_(weight, std=0.5)
+    unmerged.save_pretrained(tmp_path / "adapter")
+    model = HFChatModel(str(tiny_model_dir), adapter=str(tmp_path / "adapter"), dtype="float32")
+    assert not hasattr(model.model, "peft_config"), "the adapter should be merged into the weights"
+
+    params = SamplingParams(temperature=0, max_new_tokens=6)
+    ids = render_chat(model.tokenizer, conv("hi"))
+    with torch.no_grad():
+        expected = unmerged.eval().generate(input_ids=torch.tensor([ids]), max_new_tokens=6, do_sample=False,
+                                            pad_token_id=model.tokenizer.pad_token_id)
+    ours = model.generate([conv("hi")], params)[0].text
+    assert ours == model.tokenizer.decode(expected[0, len(ids):], skip_special_tokens=True).strip()
+    assert ours != HFChatModel(str(tiny_model_dir), dtype="float32").generate([conv("hi")], params)[0].text
 
 
 def test_stop_strings_end_the_reply(model):

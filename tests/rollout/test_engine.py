@@ -1,6 +1,8 @@
 """The batched loop, with a scripted attacker and judge (the protocol is the contract) and
 the tiny real transformers model as the target."""
 
+from dataclasses import replace
+
 import pytest
 
 from mtsa.goals.loaders import Goal
@@ -91,7 +93,7 @@ def test_judge_sees_target_side_only(target):
 def test_resamples_keep_the_batch_full_while_others_advance(target):
     attacker = ScriptedAttacker(bad_attempts={"goal0": 1})
     finished = {d.goal_id: d for d in run(attacker, target, ScriptedJudge(), SETTINGS, 3)}
-    assert attacker.batch_sizes == [3, 3, 3, 1]  # goal0 lags one step behind
+    assert attacker.batch_sizes == [3, 4, 3, 1]  # goal0 lags one step behind (and takes the idle row)
     assert [t.format_retries for t in finished["g0"].turns] == [1, 0, 0]
     assert all(len(d.turns) == 3 for d in finished.values())
 
@@ -108,8 +110,19 @@ def test_unparseable_turns_are_resampled_then_dropped(target):
     finished = {d.goal_id: d for d in run(attacker, target, ScriptedJudge(), SETTINGS, 2)}
     assert finished["g0"].turns[0].format_retries == 2 and not finished["g0"].format_failure
     assert finished["g1"].format_failure and finished["g1"].turns == []
-    # a resample shares the step's batch with the other dialogues' turns
-    assert attacker.batch_sizes[:4] == [2, 2, 2, 2]
+    # resamples share the step's batch with the other dialogues' turns, and take its idle rows:
+    # step 2 draws 2 for each (retries 1 -> 2 and 1 -> 3), step 3 goal1's last allowed draw
+    assert attacker.batch_sizes[:3] == [2, 4, 2]
+
+
+def test_idle_rows_draw_resamples_at_once_within_the_budget(target):
+    attacker = ScriptedAttacker(bad_attempts={"goal0": 2, "goal1": 99})
+    settings = RolloutSettings(turns=1, concurrency=8, target_sampling=SamplingParams(max_new_tokens=2))
+    finished = {d.goal_id: d for d in run(attacker, target, ScriptedJudge(), settings, 2)}
+    # step 1: one draw each, both fail; step 2: all remaining draws at once (3 each: 1 + 3 retries in all)
+    assert attacker.batch_sizes == [2, 6]
+    assert finished["g0"].turns[0].format_retries == 2  # its 3rd draw overall was the first to parse
+    assert finished["g1"].format_failure and attacker.bad_attempts["goal1"] == 99 - 4
 
 
 def test_stop_on_unsafe_ends_the_dialogue_at_its_first_unsafe_reply(target):
@@ -132,3 +145,11 @@ def test_attacker_history_keeps_thoughts_and_receives_replies_as_user(target):
     assert attacker.last[2]["content"].startswith("Thinking 1:")
     assert attacker.last[3]["content"].startswith(dialogue.turns[0].reply)
     assert attacker.last[3]["content"].endswith("Thinking 2 and Attack question 2.]")
+
+
+def test_a_dialogue_is_the_same_at_any_concurrency(tiny_model_dir):
+    target = HFChatModel(str(tiny_model_dir), dtype="float32")  # bf16 rounds batched and lone rows apart
+    settings = RolloutSettings(turns=2, concurrency=1, target_sampling=SamplingParams(temperature=1.0, max_new_tokens=6))
+    alone = {d.goal_id: d for d in run(ScriptedAttacker(), target, ScriptedJudge(), settings, 3)}
+    batched = {d.goal_id: d for d in run(ScriptedAttacker(), target, ScriptedJudge(), replace(settings, concurrency=3), 3)}
+    assert [t.reply for t in alone["g1"].turns] == [t.reply for t in batched["g1"].turns]

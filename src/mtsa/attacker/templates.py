@@ -111,10 +111,10 @@ class TemplateAttacker:
 
     def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[Reply]:
         replies = []
-        for conversation in conversations:
+        for index, conversation in enumerate(conversations):
             goal, strategy = read_system_prompt(conversation[0]["content"])
             turn = 1 + sum(m["role"] == "assistant" for m in conversation)
-            rng = random.Random(f"{params.seed}|{goal}|{turn}")
+            rng = random.Random(f"{params.seed_for(index)}|{goal}|{turn}")
             attack = self._turn(goal, strategy or rng.choice(STRATEGIES).name, turn, conversation, rng)
             text = attack.render(turn)
             replies.append(Reply(text, prompt_tokens=0, completion_tokens=len(text.split())))

@@ -51,7 +51,7 @@ class LlamaGuardJudge:
 
     def score(self, items: Sequence[JudgeItem]) -> list[float]:
         prompts = [self._encode(guard_dialogue(item)) for item in items]
-        return in_length_order(prompts, self.batch_size, self._score_batch)
+        return in_length_order(prompts, self.batch_size, lambda rows: self._score_batch([prompts[i] for i in rows]))
 
     def _first_token(self, word: str) -> int:
         return self.tokenizer.encode(word, add_special_tokens=False)[0]

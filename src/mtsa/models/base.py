@@ -21,16 +21,24 @@ class SamplingParams:
 
     temperature 0 means greedy decoding. `seed` makes a call reproducible on backends
     that support it (the HF backend always; OpenAI-compatible servers when they honour
-    the `seed` field). Generation ends at the first of the `stop` strings, which is not
-    part of the reply; the attacker uses it so that a model that runs on into the next
-    turn stops early instead of wasting tokens.
+    the `seed` field). `seeds`, one per conversation, goes further: each reply then depends
+    only on its own conversation and seed, not on what else shares the batch (the HF backend
+    gives each row its own random stream; a server gets it as that request's `seed`), so a
+    dialogue comes out the same at any concurrency. Generation ends at the first of the
+    `stop` strings, which is not part of the reply; the attacker uses it so that a model
+    that runs on into the next turn stops early instead of wasting tokens.
     """
 
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 256
     seed: int | None = None
+    seeds: tuple[int, ...] | None = None
     stop: tuple[str, ...] = ()
+
+    def seed_for(self, index: int) -> int | None:
+        """The seed of the call's conversation number `index`."""
+        return self.seeds[index] if self.seeds is not None else self.seed
 
 
 @dataclass(frozen=True)

@@ -144,11 +144,11 @@ class OpenAIChatModel:
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         async with httpx.AsyncClient(headers=self._headers(), timeout=self.timeout_s, limits=limits) as client:
 
-            async def one(conversation: Conversation) -> Reply:
+            async def one(conversation: Conversation, seed: int | None) -> Reply:
                 async with semaphore:
-                    return await self._complete(client, conversation, params)
+                    return await self._complete(client, conversation, params, seed)
 
-            tasks = [asyncio.ensure_future(one(c)) for c in batch]
+            tasks = [asyncio.ensure_future(one(c, params.seed_for(i))) for i, c in enumerate(batch)]
             try:
                 return list(await asyncio.gather(*tasks))
             except BaseException:
@@ -157,7 +157,8 @@ class OpenAIChatModel:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
 
-    async def _complete(self, client: httpx.AsyncClient, conversation: Conversation, params: SamplingParams) -> Reply:
+    async def _complete(self, client: httpx.AsyncClient, conversation: Conversation, params: SamplingParams,
+                        seed: int | None) -> Reply:
         """One chat completion, retried on transient failures."""
         body: dict[str, Any] = {
             "model": self.model,
@@ -166,8 +167,8 @@ class OpenAIChatModel:
             "top_p": params.top_p,
             "max_tokens": params.max_new_tokens,
         }
-        if params.seed is not None:
-            body["seed"] = params.seed
+        if seed is not None:
+            body["seed"] = seed
         if params.stop:
             body["stop"] = list(params.stop)
         url = f"{self.base_url}/chat/completions"

@@ -10,6 +10,7 @@ time with batch size 1; `benchmarks/rollout_throughput.py` measures the differen
 
 from __future__ import annotations
 
+import zlib
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
@@ -57,33 +58,38 @@ def run_dialogues(goals: Iterable[Goal], attacker: ChatModel, target: ChatModel,
     by default it chooses for itself.
 
     An attacker turn that does not parse is resampled in the next step, batched with the
-    other dialogues' turns, rather than in a shrinking batch of its own; after
-    `format_retries` resamples the dialogue is dropped as a format failure.
+    other dialogues' turns, rather than in a shrinking batch of its own (see `_draws` for how
+    idle rows speed this up once the pool shrinks); after `format_retries` resamples the
+    dialogue is dropped as a format failure.
     """
     queue = deque(goals)
     live: list[_Live] = []
-    step = 0
     while queue or live:
         while queue and len(live) < settings.concurrency:
             goal = queue.popleft()
             live.append(_start(goal, strategy_for(goal), settings))
-        step += 1
-        seed = settings.seed + 1000 * step
-        params = replace(settings.attacker_sampling, seed=seed, stop=ATTACKER_STOP)
-        replies = attacker.generate([d.attacker_chat for d in live], params)
+        draws = _draws(live, settings)
+        rows = [(d, d.retries + j) for d, n in zip(live, draws) for j in range(n)]
+        seeds = tuple(_seed(settings, d, "attacker", attempt) for d, attempt in rows)
+        params = replace(settings.attacker_sampling, seeds=seeds, stop=ATTACKER_STOP)
+        replies = attacker.generate([d.attacker_chat for d, _ in rows], params)
         asking: list[tuple[_Live, AttackTurn, Reply]] = []
         finished: list[_Live] = []
-        for dialogue, reply in zip(live, replies):
-            attack = parse_attack(reply.text)
-            if attack is not None:
-                asking.append((dialogue, attack, reply))
-            elif dialogue.retries < settings.format_retries:
-                dialogue.retries += 1
+        start = 0
+        for dialogue, n in zip(live, draws):
+            candidates, start = replies[start:start + n], start + n
+            parsed = next(((i, attack, reply) for i, reply in enumerate(candidates)
+                           if (attack := parse_attack(reply.text)) is not None), None)
+            if parsed is not None:
+                dialogue.retries += parsed[0]  # the failed draws before it
+                asking.append((dialogue, parsed[1], parsed[2]))
             else:
-                dialogue.record.format_failure = True
-                finished.append(dialogue)
+                dialogue.retries += n
+                if dialogue.retries > settings.format_retries:
+                    dialogue.record.format_failure = True
+                    finished.append(dialogue)
         if asking:
-            _answer_and_judge(asking, target, judge, settings, seed)
+            _answer_and_judge(asking, target, judge, settings)
         for dialogue, _, _ in asking:
             last = dialogue.record.turns[-1]
             if settings.stop_on_unsafe and last.p_unsafe >= settings.threshold and last.turn < settings.turns:
@@ -95,6 +101,34 @@ def run_dialogues(goals: Iterable[Goal], attacker: ChatModel, target: ChatModel,
             on_finish(dialogue.record)
 
 
+def _draws(live: list[_Live], settings: RolloutSettings) -> list[int]:
+    """Attacker samples to draw for each live dialogue this step: one each, and once the queue
+    is empty and the pool shrinks, the idle rows of the batch go to dialogues whose current turn
+    already failed to parse, as resamples drawn at once instead of in later, near-empty steps.
+
+    Drawing a dialogue's resamples together is the same as drawing them one after another (the
+    first that parses wins; the ones before it count as retries), and never exceeds its budget.
+    """
+    draws = [1] * len(live)
+    spare = settings.concurrency - len(live)
+    extra = [settings.format_retries - d.retries if d.retries > 0 else 0 for d in live]  # usable extra draws
+    while spare > 0 and any(extra):
+        for i in range(len(live)):
+            if spare > 0 and extra[i] > 0:
+                draws[i], extra[i], spare = draws[i] + 1, extra[i] - 1, spare - 1
+    return draws
+
+
+def _seed(settings: RolloutSettings, dialogue: _Live, role: str, attempt: int = 0) -> int:
+    """A sampling seed for one generation of one dialogue: its goal, turn, role and attempt.
+
+    Per row rather than per batched call, so that a dialogue's text does not depend on which
+    other dialogues shared its batches: the same at any concurrency, and after a resume.
+    """
+    key = f"{settings.seed}|{dialogue.record.goal_id}|{len(dialogue.record.turns) + 1}|{role}|{attempt}"
+    return zlib.crc32(key.encode())
+
+
 def _start(goal: Goal, strategy: str | None, settings: RolloutSettings) -> _Live:
     target_chat = [{"role": "system", "content": settings.target_system_prompt}] if settings.target_system_prompt else []
     record = DialogueRecord(goal.id, goal.goal, goal.category, assigned_strategy=strategy)
@@ -102,12 +136,13 @@ def _start(goal: Goal, strategy: str | None, settings: RolloutSettings) -> _Live
 
 
 def _answer_and_judge(asking: list[tuple[_Live, AttackTurn, Reply]], target: ChatModel, judge: Judge,
-                      settings: RolloutSettings, seed: int) -> None:
+                      settings: RolloutSettings) -> None:
     """Send every question to the target in one batch, judge every reply in one batch."""
     live = [dialogue for dialogue, _, _ in asking]
     for dialogue, attack, _ in asking:
         dialogue.target_chat.append({"role": "user", "content": attack.question})
-    replies = target.generate([d.target_chat for d in live], replace(settings.target_sampling, seed=seed + 500))
+    seeds = tuple(_seed(settings, d, "target") for d in live)
+    replies = target.generate([d.target_chat for d in live], replace(settings.target_sampling, seeds=seeds))
     scores = judge.score([JudgeItem(goal=d.record.goal, reply=r.text, history=list(d.target_chat))
                           for d, r in zip(live, replies)])
     for (dialogue, attack, attacker_reply), reply, score in zip(asking, replies, scores):
