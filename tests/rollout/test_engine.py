@@ -149,7 +149,9 @@ def test_attacker_history_keeps_thoughts_and_receives_replies_as_user(target):
 
 def test_a_dialogue_is_the_same_at_any_concurrency(tiny_model_dir):
     target = HFChatModel(str(tiny_model_dir), dtype="float32")  # bf16 rounds batched and lone rows apart
-    settings = RolloutSettings(turns=2, concurrency=1, target_sampling=SamplingParams(temperature=1.0, max_new_tokens=6))
+    settings = RolloutSettings(turns=2, concurrency=1,
+                               target_sampling=SamplingParams(temperature=1.0, max_new_tokens=6))
     alone = {d.goal_id: d for d in run(ScriptedAttacker(), target, ScriptedJudge(), settings, 3)}
-    batched = {d.goal_id: d for d in run(ScriptedAttacker(), target, ScriptedJudge(), replace(settings, concurrency=3), 3)}
+    batched = {d.goal_id: d for d in run(ScriptedAttacker(), target, ScriptedJudge(),
+                                         replace(settings, concurrency=3), 3)}
     assert [t.reply for t in alone["g1"].turns] == [t.reply for t in batched["g1"].turns]

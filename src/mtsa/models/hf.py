@@ -121,7 +121,8 @@ class HFChatModel:
             width = input_ids.shape[1]
         sampling: dict = {"do_sample": False}  # greedy, or argmax over what NucleusSampler drew
         if params.temperature > 0:
-            sampling["logits_processor"] = LogitsProcessorList([NucleusSampler(params.temperature, params.top_p, seeds)])
+            sampler = NucleusSampler(params.temperature, params.top_p, seeds)
+            sampling["logits_processor"] = LogitsProcessorList([sampler])
         if params.stop:
             sampling["stopping_criteria"] = [_StopOnText(self.tokenizer, params.stop, width)]
         if cache is not None:
