@@ -111,3 +111,17 @@ def test_spec_parser_knows_the_same_dtypes():
     from mtsa.models.spec import DTYPE_NAMES
 
     assert set(DTYPES) == set(DTYPE_NAMES)
+
+
+def test_a_final_assistant_message_is_continued_not_answered(model):
+    from mtsa.models.hf import render_chat
+
+    prefix = conv("hi") + [{"role": "assistant", "content": "Thinking 1:"}]
+    opened = render_chat(model.tokenizer, prefix, continue_final=True)
+    assert model.tokenizer.decode(opened).endswith("Thinking 1:"), "the message must stay open"
+    answer_prompt = model.tokenizer.decode(render_chat(model.tokenizer, conv("hi")))
+    assert model.tokenizer.decode(opened) == answer_prompt + "Thinking 1:"
+    params = SamplingParams(temperature=0, max_new_tokens=5)
+    reply = model.generate([prefix], params)[0]
+    assert reply.prompt_tokens == len(opened)  # the continuation alone is the reply
+    assert not reply.text.startswith("Thinking 1:")

@@ -132,6 +132,38 @@ def test_stop_on_unsafe_ends_the_dialogue_at_its_first_unsafe_reply(target):
     assert len(dialogue.turns) == 2 and dialogue.stopped_early
 
 
+class PrefilledAttacker(ScriptedAttacker):
+    """Continues an open "Thinking k:" message, as a backend with `can_prefill` does."""
+
+    can_prefill = True
+
+    def generate(self, conversations, params):
+        for conversation in conversations:
+            turn = sum(m["role"] == "assistant" for m in conversation)  # the open one included
+            assert conversation[-1] == {"role": "assistant", "content": f"Thinking {turn}:"}
+        full = super().generate([c[:-1] for c in conversations], params)
+        return [Reply(r.text.split(":", 1)[1], r.prompt_tokens, r.completion_tokens) for r in full]
+
+
+def test_attacker_turns_are_prefilled_when_the_backend_can_continue_a_message(target):
+    dialogue = run(PrefilledAttacker(), target, ScriptedJudge(), SETTINGS, 1)[0]
+    assert [t.turn for t in dialogue.turns] == [1, 2, 3] and not dialogue.format_failure
+    assert dialogue.turns[1].thought == "use role play." and dialogue.turns[1].question == "goal0 q2?"
+
+
+def test_prefill_can_be_turned_off(target):
+    class Recording(ScriptedAttacker):
+        can_prefill = True
+
+        def generate(self, conversations, params):
+            self.last_roles = [c[-1]["role"] for c in conversations]
+            return super().generate(conversations, params)
+
+    attacker = Recording()
+    dialogue = run(attacker, target, ScriptedJudge(), replace(SETTINGS, attacker_prefill=False), 1)[0]
+    assert attacker.last_roles == ["user"] and len(dialogue.turns) == 3
+
+
 def test_attacker_history_keeps_thoughts_and_receives_replies_as_user(target):
     class Recording(ScriptedAttacker):
         def generate(self, conversations, params):

@@ -42,7 +42,12 @@ class AttackTurn:
 
     def render(self, turn: int) -> str:
         """The canonical text of this turn, as it is kept in the attacker's history."""
-        return f"Thinking {turn}: {self.thought}\nAttack question {turn}: {self.question}"
+        return f"{turn_prefix(turn)} {self.thought}\nAttack question {turn}: {self.question}"
+
+
+def turn_prefix(turn: int) -> str:
+    """How every attacker turn starts; the engine can pre-fill it (`RolloutSettings.attacker_prefill`)."""
+    return f"Thinking {turn}:"
 
 
 GOAL_LINE = "GOAL: "

@@ -105,6 +105,7 @@ class TemplateAttacker:
     """A `ChatModel` that writes attacker turns from TEMPLATES (no neural model)."""
 
     name = "templates"
+    can_prefill = False
 
     def __init__(self, max_turns: int = 5) -> None:
         self.max_turns = max_turns

@@ -4,6 +4,11 @@ A conversation is a list of chat messages (`{"role": ..., "content": ...}`), rol
 `system`, `user` and `assistant`. Backends (one per file: `hf.py`, `openai.py`) take the
 whole batch at once so that they can batch or parallelise it; callers never loop over
 conversations themselves.
+
+A conversation that ends with an `assistant` message asks the model to continue that
+message (a response prefix, "prefill"); the reply is then the continuation only. Backends
+that can do this say so with a `can_prefill = True` attribute; callers treat a model without
+it as one that cannot.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ for bs 1 fp32 with the 135M embedded model), so bf16 is the default dtype everyw
 
 What a batch shares is computed once: a common prompt prefix is prefilled once into a
 preallocated cache (`_new_cache`), and on CPU the decoding steps read it once for all rows
-(`prefix_attention.py`). Sampling draws from the top of the vocabulary only (`sampling.py`).
+(`prefix_attention.py`). What a dialogue computed in earlier calls is kept and reused, so a
+resample or the next turn prefills only its new tokens (`kv_reuse.py`). `prefix_cache=False`
+turns both caches off. Sampling draws from the top of the vocabulary only (`sampling.py`).
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ from transformers import LogitsProcessorList, StaticCache
 from mtsa.errors import MtsaError, first_line
 from mtsa.models.base import Conversation, Reply, SamplingParams
 from mtsa.models.context import truncate_oldest
+from mtsa.models.kv_reuse import Entry, KVReuseCache, Reuse
 from mtsa.models.prefix_attention import shared_prefix, use_shared_prefix_attention
 from mtsa.models.sampling import NucleusSampler
 from mtsa.models.spec import local_adapter
 
 T = TypeVar("T")
+
+KV_REUSE_MB = 512  # memory for dialogues' keys and values kept across calls (`kv_reuse.py`)
 
 DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
           "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}
@@ -34,6 +39,8 @@ DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.f
 class HFChatModel:
     """A causal LM with a chat template, answering batches of conversations."""
 
+    can_prefill = True  # the chat template can leave a final assistant message open
+
     def __init__(self, path: str, adapter: str | None = None, *, name: str | None = None,
                  device: str = "auto", dtype: str = "bfloat16", batch_size: int = 16,
                  max_context: int | None = None, trust_remote_code: bool = False, prefix_cache: bool = True) -> None:
@@ -41,6 +48,7 @@ class HFChatModel:
         self.batch_size = batch_size
         self.prefix_cache = prefix_cache
         self._prefix_caches: dict[tuple[int, ...], object] = {}
+        self._reuse = KVReuseCache(KV_REUSE_MB)
         if adapter:
             local_adapter(adapter)  # fail before the (slow) model load
         self.tokenizer, self.model, self.device = load_causal_lm(
@@ -60,13 +68,16 @@ class HFChatModel:
             [prompts[i] for i in rows], params, [params.seed_for(i) for i in rows] if params.seeds else None))
 
     def _encode(self, conversation: Conversation, max_new_tokens: int) -> list[int]:
-        """Chat-template token ids, with the oldest turns dropped if they would not fit."""
+        """Chat-template token ids, with the oldest turns dropped if they would not fit; a final
+        assistant message is left open for the model to continue."""
+        def render(c: Conversation) -> list[int]:
+            return render_chat(self.tokenizer, c, continue_final=c[-1]["role"] == "assistant")
+
         if self.max_context:
             budget = self.max_context - max_new_tokens
-            conversation = truncate_oldest(conversation, lambda c: len(render_chat(self.tokenizer, c)) <= budget,
-                                           self.name)
-            return render_chat(self.tokenizer, conversation)[-budget:]
-        return render_chat(self.tokenizer, conversation)
+            conversation = truncate_oldest(conversation, lambda c: len(render(c)) <= budget, self.name)
+            return render(conversation)[-budget:]
+        return render(conversation)
 
     @torch.inference_mode()
     def _cached_prefix_length(self, prompts: list[list[int]]) -> int:
@@ -107,18 +118,24 @@ class HFChatModel:
                         seeds: list[int] | None) -> list[Reply]:
         pad = self.tokenizer.pad_token_id
         shared = self._cached_prefix_length(prompts) if self.prefix_cache else 0
-        input_ids, attention = left_pad([p[shared:] for p in prompts], pad, self.device)
-        if shared:
-            # [shared prefix][padding][own suffix]: positions come from the attention mask, so each
-            # row reads exactly as its unpadded prompt would, and the prefix is computed once.
-            prefix = torch.tensor([prompts[0][:shared]], device=self.device)
-            input_ids = torch.cat([prefix.expand(len(prompts), -1), input_ids], dim=1)
-            attention = torch.cat([torch.ones_like(input_ids[:, :shared]), attention], dim=1)
+        reused = [self._reuse.lookup(p, shared) if self.prefix_cache else None for p in prompts]
+        done = [r.length if r else 0 for r in reused]  # tokens after the prefix already computed
+        # Each row: [shared prefix][padding][reused tokens][padding][new tokens]. Positions come
+        # from the attention mask, so each row reads exactly as its unpadded prompt would; the
+        # prefix and the reused tokens are in the cache already, and only new tokens are prefilled.
+        old_ids, old_mask = left_pad([p[shared:shared + n] for p, n in zip(prompts, done)], pad, self.device)
+        new_ids, new_mask = left_pad([p[shared + n:] for p, n in zip(prompts, done)], pad, self.device)
+        prefix = torch.tensor([prompts[0][:shared]], dtype=torch.long, device=self.device).expand(len(prompts), -1)
+        input_ids = torch.cat([prefix, old_ids, new_ids], dim=1)
+        attention = torch.cat([torch.ones_like(prefix), old_mask, new_mask], dim=1)
         width = input_ids.shape[1]
         cache = self._new_cache(len(prompts), width + params.max_new_tokens, tuple(prompts[0][:shared]))
-        if cache is None and shared:  # no cache to hold the prefix: read the prompts in full
+        if cache is None:  # nothing can be held in a cache: read the prompts in full
+            shared, reused = 0, [None] * len(prompts)
             input_ids, attention = left_pad(prompts, pad, self.device)
             width = input_ids.shape[1]
+        elif any(done):
+            _write_reused(cache, reused, old_ids.shape[1])
         sampling: dict = {"do_sample": False}  # greedy, or argmax over what NucleusSampler drew
         if params.temperature > 0:
             sampler = NucleusSampler(params.temperature, params.top_p, seeds)
@@ -127,16 +144,39 @@ class HFChatModel:
             sampling["stopping_criteria"] = [_StopOnText(self.tokenizer, params.stop, width)]
         if cache is not None:
             sampling[cache_argument(self.model)] = cache
-        with shared_prefix(shared if cache is not None else 0):
+        with shared_prefix(shared):
             output = self.model.generate(input_ids=input_ids, attention_mask=attention,
                                          max_new_tokens=params.max_new_tokens, pad_token_id=pad, **sampling)
-        replies = []
         eos_ids = _eos_ids(self.model, self.tokenizer)
-        for prompt, row in zip(prompts, output[:, width:].tolist()):
-            length = next((i for i, token in enumerate(row) if token in eos_ids), len(row))
-            text = _cut_at_stop(self.tokenizer.decode(row[:length], skip_special_tokens=True), params.stop)
-            replies.append(Reply(text=text, prompt_tokens=len(prompt), completion_tokens=length))
-        return replies
+        rows = output[:, width:].tolist()
+        lengths = [next((i for i, token in enumerate(row) if token in eos_ids), len(row)) for row in rows]
+        if self.prefix_cache and cache is not None:
+            for index, (prompt, row, length) in enumerate(zip(prompts, rows, lengths)):
+                # the last token drawn was never fed back, so the cache holds keys up to the one before it
+                kept = min(length, len(row) - 1)
+                columns = torch.cat([attention[index, shared:].nonzero().flatten() + shared,
+                                     torch.arange(width, width + kept, device=self.device)])
+                self._reuse.store(Entry(tuple(prompt + row[:kept]), shared,
+                                        tuple(layer.keys[index][:, columns] for layer in cache.layers),
+                                        tuple(layer.values[index][:, columns] for layer in cache.layers)))
+        return [Reply(text=_cut_at_stop(self.tokenizer.decode(row[:length], skip_special_tokens=True), params.stop),
+                      prompt_tokens=len(prompt), completion_tokens=length)
+                for prompt, row, length in zip(prompts, rows, lengths)]
+
+
+def _write_reused(cache, reused: list[Reuse | None], width: int) -> None:
+    """Put each row's reused keys and values into the cache after the prefix, right-aligned in a
+    block of `width` positions (the `[padding][reused tokens]` part of the row)."""
+    sample = next(r for r in reused if r is not None)
+    for index in range(len(sample.entry.keys)):
+        heads, _, key_dim = sample.entry.keys[index].shape
+        value_dim = sample.entry.values[index].shape[-1]
+        keys = sample.entry.keys[index].new_zeros(len(reused), heads, width, key_dim)
+        values = sample.entry.values[index].new_zeros(len(reused), heads, width, value_dim)
+        for row, reuse in enumerate(reused):
+            if reuse is not None:
+                keys[row, :, width - reuse.length:], values[row, :, width - reuse.length:] = reuse.layer(index)
+        cache.update(keys, values, index)
 
 
 def cache_argument(model) -> str:
@@ -185,17 +225,20 @@ def load_causal_lm(path: str, *, device: str, dtype: str, batch_size: int, trust
     return tokenizer, model, device
 
 
-def render_chat(tokenizer, conversation: Conversation) -> list[int]:
-    """Token ids of a conversation through the chat template, ready for the next assistant message."""
-    encoded = tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=True, return_dict=True)
+def render_chat(tokenizer, conversation: Conversation, continue_final: bool = False) -> list[int]:
+    """Token ids of a conversation through the chat template, ready for the next assistant
+    message, or with `continue_final` ready to continue the final (assistant) message."""
+    encoded = tokenizer.apply_chat_template(conversation, add_generation_prompt=not continue_final,
+                                            continue_final_message=continue_final, tokenize=True, return_dict=True)
     return list(encoded["input_ids"])
 
 
 def left_pad(prompts: list[list[int]], pad: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask) with every row right-aligned, as decoder-only batching needs."""
     width = max(len(p) for p in prompts)
-    input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
-    attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], dtype=torch.long, device=device)
+    attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long,
+                             device=device)
     return input_ids, attention
 
 

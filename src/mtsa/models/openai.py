@@ -66,6 +66,10 @@ class OpenAIChatModel:
             at `MAX_BACKOFF_S`. A server's Retry-After header takes precedence.
     """
 
+    # Servers disagree on a final assistant message (vLLM needs `continue_final_message`,
+    # OpenAI starts a new message), so this backend does not promise to continue one.
+    can_prefill = False
+
     def __init__(
         self,
         model: str,

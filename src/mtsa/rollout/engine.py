@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
-from mtsa.attacker.format import AttackTurn, attacker_exchange, attacker_opening, parse_attack
+from mtsa.attacker.format import AttackTurn, attacker_exchange, attacker_opening, parse_attack, turn_prefix
 from mtsa.goals.loaders import Goal
 from mtsa.judges.base import Judge, JudgeItem
 from mtsa.models.base import ChatModel, Conversation, Reply, SamplingParams
@@ -33,6 +33,7 @@ class RolloutSettings:
     target_sampling: SamplingParams = SamplingParams(temperature=1.0, top_p=1.0, max_new_tokens=400)
     target_system_prompt: str | None = None
     seed: int = 0
+    attacker_prefill: bool = True  # start each attacker turn with "Thinking k:" (see `_attacker_prompt`)
 
 
 @dataclass(eq=False)  # compared by identity
@@ -72,14 +73,16 @@ def run_dialogues(goals: Iterable[Goal], attacker: ChatModel, target: ChatModel,
         rows = [(d, d.retries + j) for d, n in zip(live, draws) for j in range(n)]
         seeds = tuple(_seed(settings, d, "attacker", attempt) for d, attempt in rows)
         params = replace(settings.attacker_sampling, seeds=seeds, stop=ATTACKER_STOP)
-        replies = attacker.generate([d.attacker_chat for d, _ in rows], params)
+        prefill = settings.attacker_prefill and getattr(attacker, "can_prefill", False)
+        replies = attacker.generate([_attacker_prompt(d, prefill) for d, _ in rows], params)
         asking: list[tuple[_Live, AttackTurn, Reply]] = []
         finished: list[_Live] = []
         start = 0
         for dialogue, n in zip(live, draws):
             candidates, start = replies[start:start + n], start + n
+            prefix = turn_prefix(len(dialogue.record.turns) + 1) + " " if prefill else ""
             parsed = next(((i, attack, reply) for i, reply in enumerate(candidates)
-                           if (attack := parse_attack(reply.text)) is not None), None)
+                           if (attack := parse_attack(prefix + reply.text)) is not None), None)
             if parsed is not None:
                 dialogue.retries += parsed[0]  # the failed draws before it
                 asking.append((dialogue, parsed[1], parsed[2]))
@@ -99,6 +102,18 @@ def run_dialogues(goals: Iterable[Goal], attacker: ChatModel, target: ChatModel,
         live = [d for d in live if d not in finished]
         for dialogue in finished:
             on_finish(dialogue.record)
+
+
+def _attacker_prompt(dialogue: _Live, prefill: bool) -> Conversation:
+    """The attacker's chat, and with `prefill` its next message already begun: "Thinking k:".
+
+    A model then only has to continue the format instead of choosing to start it. Measured on
+    the untrained embedded 135M model (32 goals x 3 seeds, first turn): 61/96 turns parse with
+    the prefix, 8/96 without. A fine-tuned attacker writes the same words itself.
+    """
+    if not prefill:
+        return dialogue.attacker_chat
+    return dialogue.attacker_chat + [{"role": "assistant", "content": turn_prefix(len(dialogue.record.turns) + 1)}]
 
 
 def _draws(live: list[_Live], settings: RolloutSettings) -> list[int]:
