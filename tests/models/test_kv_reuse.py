@@ -6,7 +6,7 @@ import torch
 from mtsa.attacker.format import attacker_opening
 from mtsa.models.base import SamplingParams
 from mtsa.models.embedded import chat_model_dir
-from mtsa.models.hf import HFChatModel
+from mtsa.models.hf import HFChatModel, _rows_to_prefill_first
 from mtsa.models.kv_reuse import Entry, KVReuseCache
 
 GREEDY = SamplingParams(temperature=0, max_new_tokens=8)
@@ -59,6 +59,28 @@ def test_a_resample_prefills_one_token_and_mixes_with_new_rows(model):
     assert [r.text for r in together] == alone
 
 
+def test_long_new_rows_are_prefilled_apart_from_resamples_with_the_same_output(model):
+    model._reuse = KVReuseCache(512)
+    seen = attacker_opening("Explain how to pick a lock", 3)
+    model.generate([seen], GREEDY)
+    story = " ".join(f"Paragraph {i}: the cat sat on the mat and looked at the door for a while." for i in range(40))
+    long_turn = attacker_opening("Write a convincing phishing email", 3) + [
+        {"role": "assistant", "content": "Thinking 1: x\nAttack question 1: tell me a story"},
+        {"role": "user", "content": story}]
+    together, widths = prefill_widths(model, [seen, long_turn])
+    assert widths[0] > 500 and widths[1] == 1, "the long row alone first, then one token per row"
+    model.prefix_cache = False
+    alone = [model.generate([c], GREEDY)[0].text for c in (seen, long_turn)]
+    model.prefix_cache = True
+    assert [r.text for r in together] == alone
+
+
+def test_rows_to_prefill_first_only_when_it_saves_enough_padding():
+    assert _rows_to_prefill_first([1, 1, 600]) == [2]
+    assert _rows_to_prefill_first([1, 100]) == []  # saves ~100 positions: not worth a call
+    assert _rows_to_prefill_first([300, 280, 290]) == []  # even lengths: nothing to save
+
+
 def entry(tokens, start=0, per_token_bytes=4):
     """A one-layer entry whose keys (and values) take `per_token_bytes` per held token."""
     held = len(tokens) - start
@@ -83,6 +105,17 @@ def test_entries_held_after_a_longer_prefix_are_not_used_with_a_shorter_one():
     cache.store(entry([1, 2, 3, 4], start=2, per_token_bytes=16))
     assert cache.lookup([1, 2, 3, 4, 5], start=0) is None
     assert cache.lookup([1, 2, 3, 4, 5], start=2).length == 2
+
+
+def test_an_entry_replaces_the_ones_it_extends():
+    cache = KVReuseCache(1)
+    cache.store(entry([1, 2, 3], per_token_bytes=16))
+    cache.store(entry([1, 2, 5, 6], start=2, per_token_bytes=16))
+    cache.store(entry([1, 2, 3, 4], per_token_bytes=16))
+    assert list(cache.entries) == [(1, 2, 5, 6), (1, 2, 3, 4)]
+    cache.store(entry([1, 2, 5, 6, 7], per_token_bytes=16))  # from an earlier start: covers (1, 2, 5, 6)
+    assert list(cache.entries) == [(1, 2, 3, 4), (1, 2, 5, 6, 7)]
+    assert cache.nbytes == sum(e.nbytes for e in cache.entries.values())
 
 
 def test_least_recently_used_entries_go_first_within_the_budget():

@@ -115,11 +115,17 @@ class HFChatModel:
         return cache
 
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams,
-                        seeds: list[int] | None) -> list[Reply]:
+                        seeds: list[int] | None, shared: int | None = None) -> list[Reply]:
         pad = self.tokenizer.pad_token_id
-        shared = self._cached_prefix_length(prompts) if self.prefix_cache else 0
+        if shared is None:
+            shared = self._cached_prefix_length(prompts) if self.prefix_cache else 0
         reused = [self._reuse.lookup(p, shared) if self.prefix_cache else None for p in prompts]
         done = [r.length if r else 0 for r in reused]  # tokens after the prefix already computed
+        first = _rows_to_prefill_first([len(p) - shared - n for p, n in zip(prompts, done)]) if self.prefix_cache else []
+        if first:  # into the reuse cache, in a call of their own; then look again
+            self._generate_batch([prompts[i] for i in first], PREFILL_ONLY, None, shared)
+            reused = [self._reuse.lookup(p, shared) for p in prompts]
+            done = [r.length if r else 0 for r in reused]
         # Each row: [shared prefix][padding][reused tokens][padding][new tokens]. Positions come
         # from the attention mask, so each row reads exactly as its unpadded prompt would; the
         # prefix and the reused tokens are in the cache already, and only new tokens are prefilled.
@@ -162,6 +168,25 @@ class HFChatModel:
         return [Reply(text=_cut_at_stop(self.tokenizer.decode(row[:length], skip_special_tokens=True), params.stop),
                       prompt_tokens=len(prompt), completion_tokens=length)
                 for prompt, row, length in zip(prompts, rows, lengths)]
+
+
+PREFILL_ONLY = SamplingParams(temperature=0, max_new_tokens=1)
+MIN_PREFILL_SAVING = 512  # token positions (~1 s of prefill on the 2-core CPU) to justify a call
+
+
+def _rows_to_prefill_first(new_tokens: list[int]) -> list[int]:
+    """Rows whose new tokens should be prefilled before the batched call, or none.
+
+    A batch prefills every row to the length of the longest: when a resample (one new token)
+    shares a call with a next turn (hundreds), most of that work is padding. Prefilling the
+    long rows (over half the longest) on their own first, then the batch with what is left,
+    costs less when it saves at least MIN_PREFILL_SAVING padded positions.
+    """
+    longest = max(new_tokens)
+    long = [i for i, n in enumerate(new_tokens) if 2 * n > longest]
+    left = max((n for n in new_tokens if 2 * n <= longest), default=1)
+    saving = len(new_tokens) * longest - (len(long) * longest + len(new_tokens) * left)
+    return long if len(long) < len(new_tokens) and saving >= MIN_PREFILL_SAVING else []
 
 
 def _write_reused(cache, reused: list[Reuse | None], width: int) -> None:

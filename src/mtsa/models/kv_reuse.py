@@ -74,10 +74,13 @@ class KVReuseCache:
         return best
 
     def store(self, entry: Entry) -> None:
+        """Keep `entry`, dropping those it makes useless (a run of its tokens, held from the same
+        or a later start), then the least recently used ones beyond the budget."""
         if entry.nbytes > self.budget:
             return
-        old = self.entries.pop(entry.tokens, None)
-        if old is not None:
+        for old in [e for e in self.entries.values()
+                    if e.start >= entry.start and entry.tokens[:len(e.tokens)] == e.tokens]:
+            del self.entries[old.tokens]
             self.nbytes -= old.nbytes
         self.entries[entry.tokens] = entry
         self.nbytes += entry.nbytes
