@@ -12,9 +12,9 @@ The baseline uses bf16 like the batched run but, like the research code, no pref
 (the batched engine computes the attacker's shared system prompt once; see `models/hf.py`);
 pass --baseline-prefix-cache to measure batching alone, --baseline-dtype float32 for fp32.
 
-The untrained embedded model fails the attacker's turn format on most attempts, so most of
-its work is resampling and few questions reach the target. MTSA's attacker is fine-tuned
-first (Stage 1); pass --attacker-adapter with a LoRA adapter from `mtsa sft` (or the demo,
+The untrained embedded model, even with `Thinking k:` pre-filled, still needs about two
+draws per attacker turn, so the attacker's calls outweigh the target's. MTSA's attacker is
+fine-tuned first (Stage 1); pass --attacker-adapter with a LoRA adapter from `mtsa sft` (or the demo,
 or benchmarks/attacker_sft_effect.py) to measure that workload: the attacker is then the
 embedded model with the adapter, the target the plain embedded model.
 """
