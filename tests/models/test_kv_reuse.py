@@ -126,3 +126,15 @@ def test_least_recently_used_entries_go_first_within_the_budget():
             cache.lookup([1] * 65, start=0)  # touch the first: the second becomes the oldest
     assert sorted(key[0] for key in cache.entries) == [1, 3]
     assert cache.nbytes == 2 * 1024
+
+
+def test_the_budget_is_a_model_spec_option_and_zero_keeps_nothing():
+    from mtsa.errors import MtsaError
+    from mtsa.models.spec import parse_spec
+
+    assert parse_spec("hf:some/model?kv_reuse_mb=64").options == {"kv_reuse_mb": 64}
+    with pytest.raises(MtsaError, match="kv_reuse_mb"):
+        parse_spec("embedded?kv_reuse_mb=-1")
+    cache = KVReuseCache(0)
+    cache.store(entry([1, 2, 3]))
+    assert not cache.entries and cache.lookup([1, 2, 3, 4], start=0) is None

@@ -30,8 +30,6 @@ from mtsa.models.spec import local_adapter
 
 T = TypeVar("T")
 
-KV_REUSE_MB = 512  # memory for dialogues' keys and values kept across calls (`kv_reuse.py`)
-
 DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
           "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}
 
@@ -43,12 +41,13 @@ class HFChatModel:
 
     def __init__(self, path: str, adapter: str | None = None, *, name: str | None = None,
                  device: str = "auto", dtype: str = "bfloat16", batch_size: int = 16,
-                 max_context: int | None = None, trust_remote_code: bool = False, prefix_cache: bool = True) -> None:
+                 max_context: int | None = None, trust_remote_code: bool = False, prefix_cache: bool = True,
+                 kv_reuse_mb: int = 512) -> None:
         self.name = name or f"hf:{path}" + (f"+{adapter}" if adapter else "")
         self.batch_size = batch_size
         self.prefix_cache = prefix_cache
         self._prefix_caches: dict[tuple[int, ...], object] = {}
-        self._reuse = KVReuseCache(KV_REUSE_MB)
+        self._reuse = KVReuseCache(kv_reuse_mb)  # see kv_reuse.py; 0 keeps nothing
         if adapter:
             local_adapter(adapter)  # fail before the (slow) model load
         self.tokenizer, self.model, self.device = load_causal_lm(

@@ -9,7 +9,8 @@
 Options follow a `?`, `&`-separated: `hf:Qwen/Qwen2.5-7B-Instruct?device=cuda&dtype=bfloat16`,
 `openai:gpt-4o-mini@https://api.openai.com/v1?api_key_env=OPENAI_API_KEY&concurrency=8`.
 hf options: device, dtype, batch_size, max_context, trust_remote_code (off unless you say so),
-prefix_cache (on: a prompt prefix shared by a whole batch is computed once).
+prefix_cache (on: a prompt prefix shared by a whole batch is computed once, and each dialogue's
+keys/values are reused by its next call), kv_reuse_mb (512: memory for the latter; 0 turns it off).
 openai options: api_key_env, concurrency, timeout_s, max_retries, context_tokens.
 
 `parse_spec` checks a spec without loading anything, so a typo fails before a run starts.
@@ -24,7 +25,7 @@ from mtsa.errors import MtsaError
 from mtsa.models.base import ChatModel
 
 HF_OPTIONS = {"device": str, "dtype": str, "batch_size": int, "max_context": int, "trust_remote_code": bool,
-              "prefix_cache": bool}
+              "prefix_cache": bool, "kv_reuse_mb": int}
 OPENAI_OPTIONS = {"api_key_env": str, "concurrency": int, "timeout_s": float, "max_retries": int,
                   "context_tokens": int}
 DTYPE_NAMES = ("bfloat16", "bf16", "float16", "fp16", "float32", "fp32")  # the keys of hf.DTYPES (no torch import here)
@@ -86,6 +87,8 @@ def parse_options(text: str, query: str, allowed: dict) -> dict:
     for key in ("batch_size", "concurrency", "max_context", "context_tokens"):
         if key in options and options[key] < 1:
             raise MtsaError(f"option '{key}' in model spec '{text}' must be >= 1")
+    if options.get("kv_reuse_mb", 0) < 0:
+        raise MtsaError(f"option 'kv_reuse_mb' in model spec '{text}' must be >= 0")
     return options
 
 
