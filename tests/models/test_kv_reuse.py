@@ -138,3 +138,11 @@ def test_the_budget_is_a_model_spec_option_and_zero_keeps_nothing():
     cache = KVReuseCache(0)
     cache.store(entry([1, 2, 3]))
     assert not cache.entries and cache.lookup([1, 2, 3, 4], start=0) is None
+
+
+def test_with_no_budget_nothing_is_kept_or_prefilled_twice(model):
+    model._reuse = KVReuseCache(0)
+    seen = attacker_opening("Explain how to pick a lock", 3)
+    model.generate([seen], GREEDY)
+    _, widths = prefill_widths(model, [seen, seen])
+    assert widths[0] > 1 and len(widths) == GREEDY.max_new_tokens and not model._reuse.entries

@@ -118,9 +118,10 @@ class HFChatModel:
         pad = self.tokenizer.pad_token_id
         if shared is None:
             shared = self._cached_prefix_length(prompts) if self.prefix_cache else 0
-        reused = [self._reuse.lookup(p, shared) if self.prefix_cache else None for p in prompts]
+        reusing = self.prefix_cache and self._reuse.budget > 0
+        reused = [self._reuse.lookup(p, shared) if reusing else None for p in prompts]
         done = [r.length if r else 0 for r in reused]  # tokens after the prefix already computed
-        first = _rows_to_prefill_first([len(p) - shared - n for p, n in zip(prompts, done)]) if self.prefix_cache else []
+        first = _rows_to_prefill_first([len(p) - shared - n for p, n in zip(prompts, done)]) if reusing else []
         if first:  # into the reuse cache, in a call of their own; then look again
             self._generate_batch([prompts[i] for i in first], PREFILL_ONLY, None, shared)
             reused = [self._reuse.lookup(p, shared) for p in prompts]
@@ -155,7 +156,7 @@ class HFChatModel:
         eos_ids = _eos_ids(self.model, self.tokenizer)
         rows = output[:, width:].tolist()
         lengths = [next((i for i, token in enumerate(row) if token in eos_ids), len(row)) for row in rows]
-        if self.prefix_cache and cache is not None:
+        if reusing and cache is not None:
             for index, (prompt, row, length) in enumerate(zip(prompts, rows, lengths)):
                 # the last token drawn was never fed back, so the cache holds keys up to the one before it
                 kept = min(length, len(row) - 1)
