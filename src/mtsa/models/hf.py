@@ -120,12 +120,12 @@ class HFChatModel:
             shared = self._cached_prefix_length(prompts) if self.prefix_cache else 0
         reusing = self.prefix_cache and self._reuse.budget > 0
         reused = [self._reuse.lookup(p, shared) if reusing else None for p in prompts]
-        done = [r.length if r else 0 for r in reused]  # tokens after the prefix already computed
-        first = _rows_to_prefill_first([len(p) - shared - n for p, n in zip(prompts, done)]) if reusing else []
+        first = _rows_to_prefill_first([len(p) - shared - (r.length if r else 0)
+                                        for p, r in zip(prompts, reused)]) if reusing else []
         if first:  # into the reuse cache, in a call of their own; then look again
             self._generate_batch([prompts[i] for i in first], PREFILL_ONLY, None, shared)
             reused = [self._reuse.lookup(p, shared) for p in prompts]
-            done = [r.length if r else 0 for r in reused]
+        done = [r.length if r else 0 for r in reused]  # tokens after the prefix already computed
         # Each row: [shared prefix][padding][reused tokens][padding][new tokens]. Positions come
         # from the attention mask, so each row reads exactly as its unpadded prompt would; the
         # prefix and the reused tokens are in the cache already, and only new tokens are prefilled.

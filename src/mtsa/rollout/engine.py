@@ -65,6 +65,7 @@ def run_dialogues(goals: Iterable[Goal], attacker: ChatModel, target: ChatModel,
     """
     queue = deque(goals)
     live: list[_Live] = []
+    prefill = settings.attacker_prefill and getattr(attacker, "can_prefill", False)
     while queue or live:
         while queue and len(live) < settings.concurrency:
             goal = queue.popleft()
@@ -73,14 +74,13 @@ def run_dialogues(goals: Iterable[Goal], attacker: ChatModel, target: ChatModel,
         rows = [(d, d.retries + j) for d, n in zip(live, draws) for j in range(n)]
         seeds = tuple(_seed(settings, d, "attacker", attempt) for d, attempt in rows)
         params = replace(settings.attacker_sampling, seeds=seeds, stop=ATTACKER_STOP)
-        prefill = settings.attacker_prefill and getattr(attacker, "can_prefill", False)
         replies = attacker.generate([_attacker_prompt(d, prefill) for d, _ in rows], params)
         asking: list[tuple[_Live, AttackTurn, Reply]] = []
         finished: list[_Live] = []
         start = 0
         for dialogue, n in zip(live, draws):
             candidates, start = replies[start:start + n], start + n
-            prefix = turn_prefix(len(dialogue.record.turns) + 1) + " " if prefill else ""
+            prefix = _next_turn_prefix(dialogue) + " " if prefill else ""
             parsed = next(((i, attack, reply) for i, reply in enumerate(candidates)
                            if (attack := parse_attack(prefix + reply.text)) is not None), None)
             if parsed is not None:
@@ -113,7 +113,11 @@ def _attacker_prompt(dialogue: _Live, prefill: bool) -> Conversation:
     """
     if not prefill:
         return dialogue.attacker_chat
-    return dialogue.attacker_chat + [{"role": "assistant", "content": turn_prefix(len(dialogue.record.turns) + 1)}]
+    return dialogue.attacker_chat + [{"role": "assistant", "content": _next_turn_prefix(dialogue)}]
+
+
+def _next_turn_prefix(dialogue: _Live) -> str:
+    return turn_prefix(len(dialogue.record.turns) + 1)
 
 
 def _draws(live: list[_Live], settings: RolloutSettings) -> list[int]:
