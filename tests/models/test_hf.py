@@ -106,13 +106,6 @@ def test_stop_string_matching_only_the_prompt_tail_does_not_end_the_reply(model)
     assert reply.text == full.text
 
 
-def test_spec_parser_knows_the_same_dtypes():
-    from mtsa.models.hf import DTYPES
-    from mtsa.models.spec import DTYPE_NAMES
-
-    assert set(DTYPES) == set(DTYPE_NAMES)
-
-
 def test_a_final_assistant_message_is_continued_not_answered(model):
     from mtsa.models.hf import render_chat
 

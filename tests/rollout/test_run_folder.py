@@ -37,4 +37,16 @@ def test_refuses_to_overwrite_or_to_resume_a_different_run(tmp_path):
     with pytest.raises(MtsaError, match="target differ"):
         folder.check_can_start({"target": "y"}, resume=True, same_run_keys=("target",))
     folder.check_can_start({"target": "x"}, resume=True, same_run_keys=("target",))
-    assert json.loads((folder.path / "config.json").read_text()) == {"target": "x"}
+    written = json.loads((folder.path / "config.json").read_text())
+    assert written == {"target": "x", "dtypes": written["dtypes"]}
+
+
+def test_the_config_records_each_loaded_models_dtype_and_why(tmp_path, monkeypatch):
+    from mtsa.models import dtype
+
+    monkeypatch.setattr(dtype, "_CHOSEN", {})
+    dtype.choose_dtype("fp32", "cpu", "the-target")
+    folder = RunFolder(tmp_path / "run")
+    folder.start({"target": "x"})
+    written = json.loads((folder.path / "config.json").read_text())
+    assert written["dtypes"] == {"the-target": {"dtype": "float32", "reason": "set explicitly"}}

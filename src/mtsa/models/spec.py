@@ -8,8 +8,8 @@
 
 Options follow a `?`, `&`-separated: `hf:Qwen/Qwen2.5-7B-Instruct?device=cuda&dtype=bfloat16`,
 `openai:gpt-4o-mini@https://api.openai.com/v1?api_key_env=OPENAI_API_KEY&concurrency=8`.
-hf options: device, dtype, batch_size, max_context, trust_remote_code (off unless you say so),
-prefix_cache (on: a prompt prefix shared by a whole batch is computed once, and each dialogue's
+hf options: device, dtype (auto: decided by the hardware, see dtype.py), batch_size, max_context,
+trust_remote_code (off unless you say so), prefix_cache (on: a prompt prefix shared by a whole batch is computed once, and each dialogue's
 keys/values are reused by its next call), kv_reuse_mb (512: memory for the latter; 0 turns it off).
 openai options: api_key_env, concurrency, timeout_s, max_retries, context_tokens.
 
@@ -23,12 +23,12 @@ from pathlib import Path
 
 from mtsa.errors import MtsaError
 from mtsa.models.base import ChatModel
+from mtsa.models.dtype import check_dtype_name
 
 HF_OPTIONS = {"device": str, "dtype": str, "batch_size": int, "max_context": int, "trust_remote_code": bool,
               "prefix_cache": bool, "kv_reuse_mb": int}
 OPENAI_OPTIONS = {"api_key_env": str, "concurrency": int, "timeout_s": float, "max_retries": int,
                   "context_tokens": int}
-DTYPE_NAMES = ("bfloat16", "bf16", "float16", "fp16", "float32", "fp32")  # the keys of hf.DTYPES (no torch import here)
 SYNTAX = "expected embedded[+ADAPTER], hf:PATH_OR_ID[+ADAPTER] or openai:MODEL@BASE_URL"
 
 
@@ -82,8 +82,8 @@ def parse_options(text: str, query: str, allowed: dict) -> dict:
             options[key] = value.lower() in ("1", "true", "yes") if allowed[key] is bool else allowed[key](value)
         except ValueError:
             raise MtsaError(f"option '{key}' in model spec '{text}' must be {allowed[key].__name__}") from None
-    if "dtype" in options and options["dtype"] not in DTYPE_NAMES:
-        raise MtsaError(f"unknown dtype '{options['dtype']}' in '{text}'; choose one of {', '.join(DTYPE_NAMES)}")
+    if "dtype" in options:
+        check_dtype_name(options["dtype"], f"model spec '{text}'")
     for key in ("batch_size", "concurrency", "max_context", "context_tokens"):
         if key in options and options[key] < 1:
             raise MtsaError(f"option '{key}' in model spec '{text}' must be >= 1")

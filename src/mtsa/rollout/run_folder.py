@@ -1,5 +1,8 @@
 """A run folder: resolved config, dialogues appended as they finish, summary at the end.
 
+The config also records the dtype each model of the process was loaded in, and why
+(`models/dtype.py`): the same command runs in bfloat16 on one CPU and float32 on another.
+
 Crash safety: each finished dialogue is one JSON line written with a single `write`, then
 flushed and fsynced, so a `kill -9` loses at most the line being written. On `--resume`
 a torn last line is cut off, finished goals are skipped, and the rest are run. The config
@@ -14,6 +17,7 @@ from pathlib import Path
 
 from mtsa.atomic import write_json_atomic
 from mtsa.errors import MtsaError
+from mtsa.models.dtype import chosen_dtypes
 from mtsa.rollout.records import DialogueRecord
 
 CONFIG = "config.json"
@@ -44,8 +48,9 @@ class RunFolder:
             raise MtsaError(f"cannot resume '{self.path}': {', '.join(changed)} differ from the original run")
 
     def start(self, config: dict) -> None:
+        """Create the folder and write the config; call it once the models are loaded."""
         self.path.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.path / CONFIG, config)
+        write_json_atomic(self.path / CONFIG, {**config, "dtypes": chosen_dtypes()})
 
     def finished(self) -> list[DialogueRecord]:
         """Dialogues already written; a torn last line (crash mid-write) is removed first."""

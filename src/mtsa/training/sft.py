@@ -16,17 +16,18 @@ from pathlib import Path
 
 from mtsa.atomic import write_json_atomic
 from mtsa.errors import MtsaError, first_line
-from mtsa.models.spec import DTYPE_NAMES, parse_spec
+from mtsa.models.dtype import check_dtype_name, choose_dtype, chosen_dtypes
+from mtsa.models.spec import parse_spec
 from mtsa.rollout.job import help_text
 
 
 @dataclass
 class AttackerSFTConfig:
     """Settings of one attacker SFT run. Reference (7B, GPUs, full fine-tuning): 3 epochs, lr 1e-5,
-    cosine, warmup 0.1, effective batch 8, max length 2500. The defaults (LoRA in bf16 without
-    dropout, lr 2e-4) are what makes CPU training practical: on this project's 2-core CPU a
-    1,000-token dialogue costs ~11.5 s per step in fp32 with LoRA dropout, ~7 s in bf16 without,
-    ~4 s when only the top 10 layers carry LoRA (`lora_layers`)."""
+    cosine, warmup 0.1, effective batch 8, max length 2500. The defaults (LoRA without dropout,
+    base weights in the dtype the hardware computes fastest, lr 2e-4) are what makes CPU
+    training practical; adapting only the top layers (`lora_layers`) also stops
+    back-propagation early. benchmarks/RESULTS.md has the measured step times."""
 
     data: str | None = field(default=None, metadata=help_text("SFT JSONL written by `mtsa synth`"))
     model: str = field(default="embedded", metadata=help_text("base model spec: embedded or hf:PATH_OR_ID"))
@@ -39,7 +40,8 @@ class AttackerSFTConfig:
     lora_layers: int = field(default=0, metadata=help_text(
         "put LoRA only on the top N transformer layers (0: all); back-propagation then stops at the lowest one"))
     dtype: str = field(default="auto", metadata=help_text(
-        "weights' dtype: auto (bfloat16, or float32 for full fine-tuning on CPU), bfloat16, float16, float32"))
+        "base weights' dtype: auto (bfloat16 on GPUs and on CPUs with native bfloat16, else float32; "
+        "float32 for full fine-tuning on CPU), bfloat16, float16, float32"))
     epochs: float = field(default=3.0, metadata=help_text("training epochs"))
     learning_rate: float = field(default=2e-4, metadata=help_text("peak learning rate (reference full FT: 1e-5)"))
     lr_scheduler: str = field(default="cosine", metadata=help_text("learning-rate schedule"))
@@ -60,8 +62,7 @@ class AttackerSFTConfig:
             raise MtsaError("--model must be a local model (embedded or hf:...), not an API endpoint")
         if spec.adapter:
             raise MtsaError("--model must be a base model without an adapter")
-        if self.dtype not in ("auto", *DTYPE_NAMES):
-            raise MtsaError(f"--dtype must be auto or one of {', '.join(DTYPE_NAMES)}, not '{self.dtype}'")
+        check_dtype_name(self.dtype, "--dtype")
         if self.lora_layers < 0:
             raise MtsaError("--lora-layers must be >= 0")
         if self.epochs <= 0 or self.learning_rate <= 0 or self.batch_size < 1 or self.gradient_accumulation < 1:
@@ -105,8 +106,8 @@ def run_sft(config: AttackerSFTConfig) -> Path:
     trainer.save_model(str(out))
     trainer.processing_class.save_pretrained(str(out))
     write_json_atomic(out / "mtsa_sft.json", {**dataclasses.asdict(config), "base_model_path": path,
-                                              "train_loss": result.training_loss, "steps": result.global_step,
-                                              "rows": len(rows)})
+                                              "dtypes": chosen_dtypes(), "train_loss": result.training_loss,
+                                              "steps": result.global_step, "rows": len(rows)})
     print(json.dumps({"out": str(out), "train_loss": round(result.training_loss, 4), "steps": result.global_step}))
     return out
 
@@ -117,7 +118,6 @@ def build_trainer(config: AttackerSFTConfig):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from mtsa.models.hf import DTYPES
     from mtsa.training.chat_tokens import tokenize_with_assistant_mask
 
     rows = load_sft_rows(config.data)
@@ -132,10 +132,12 @@ def build_trainer(config: AttackerSFTConfig):
                          remove_columns=rows.column_names)
 
     gpu = torch.cuda.is_available()
-    dtype = config.dtype
-    if dtype == "auto":  # LoRA keeps its own weights in fp32; only full fine-tuning on CPU needs fp32 weights
-        dtype = "float32" if config.full_finetune and not gpu else "bfloat16"
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype])
+    requested = config.dtype
+    if requested == "auto" and config.full_finetune and not gpu:  # the optimizer updates these weights
+        requested = "float32"
+    dtype = choose_dtype(requested, "cuda" if gpu else "cpu", f"{config.model} (training)").torch_dtype
+    # LoRA keeps its own weights in float32 (peft casts them), whatever the base weights' dtype.
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     peft_config = None if config.full_finetune else lora_config(config, model)
     args = SFTConfig(
         output_dir=str(config.out), num_train_epochs=config.epochs, learning_rate=config.learning_rate,
@@ -143,7 +145,9 @@ def build_trainer(config: AttackerSFTConfig):
         per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation,
         max_length=config.max_length, max_steps=config.max_steps, seed=config.seed,
         logging_steps=config.logging_steps, gradient_checkpointing=config.gradient_checkpointing,
-        bf16=gpu and DTYPES[dtype] != torch.float16, fp16=gpu and DTYPES[dtype] == torch.float16, save_strategy="no", report_to="none")
+        # Mixed precision on GPUs only: on a CPU autocast would redo in bf16 what the base dtype decided.
+        bf16=gpu and dtype == torch.bfloat16, fp16=gpu and dtype == torch.float16, save_strategy="no",
+        report_to="none")
     trainer = SFTTrainer(model=model, args=args, train_dataset=tokenized, processing_class=tokenizer,
                          peft_config=peft_config)
     return trainer, rows, path
