@@ -28,6 +28,7 @@ from mtsa.goals.loaders import load_goals
 from mtsa.judges.base import JudgeItem
 from mtsa.judges.registry import load_judge
 from mtsa.models.base import SamplingParams
+from mtsa.models.dtype import chosen_dtypes, describe_machine
 from mtsa.models.spec import load_model
 from mtsa.redteam import RedteamConfig, run_redteam
 from mtsa.rollout.run_folder import RunFolder
@@ -72,6 +73,7 @@ def main() -> None:
     if not SHARED_GOALS.is_file():
         sys.exit(f"skipped: {SHARED_GOALS} not found (the held-out goals live in the project's shared data)")
 
+    print(describe_machine(), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     eval_goals = out / "eval_goals.jsonl"
@@ -107,10 +109,13 @@ def main() -> None:
         results[f"{label} format compliance"] = round(format_compliance(run, 3), 3)
     report = {"results": results, "seconds": timings, "eval_goals": f"first {args.eval_goals} of train_goals.json",
               "judge": "embedded", "target": "embedded", "settings": vars(args),
+              "machine": describe_machine(), "dtypes": chosen_dtypes(),
               "sft": json.loads((adapter / "mtsa_sft.json").read_text())}  # what the adapter was trained with
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     for key, value in results.items():
         print(f"{key:>38}: {value}")
+    for model, choice in chosen_dtypes().items():
+        print(f"dtype of {model}: {choice['dtype']} ({choice['reason']})")
 
 
 if __name__ == "__main__":

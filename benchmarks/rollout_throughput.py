@@ -8,9 +8,12 @@ judge, and the script prints dialogues/minute for both, the ratio last.
 
     python benchmarks/rollout_throughput.py --dialogues 32 --concurrency 16 --turns 2 --max-tokens 64
 
-The baseline uses bf16 like the batched run but, like the research code, no prefix cache
-(the batched engine computes the attacker's shared system prompt once; see `models/hf.py`);
-pass --baseline-prefix-cache to measure batching alone, --baseline-dtype float32 for fp32.
+Both arms run in --dtype (default auto: what `mtsa` itself picks on this machine, see
+`models/dtype.py`); the baseline, like the research code, without the prefix cache (the
+batched engine computes the attacker's shared system prompt once; see `models/hf.py`): pass
+--baseline-prefix-cache to measure batching alone. The first line printed names the CPU,
+its bfloat16 support and any ISA caps in force (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA);
+the dtypes used are printed before the results.
 
 The untrained embedded model, even with `Thinking k:` pre-filled, still needs about two
 draws per attacker turn, so the attacker's calls outweigh the target's. MTSA's attacker is
@@ -27,6 +30,7 @@ import time
 from mtsa.goals.loaders import load_goals
 from mtsa.judges.registry import load_judge
 from mtsa.models.base import SamplingParams
+from mtsa.models.dtype import chosen_dtypes, describe_machine
 from mtsa.models.embedded import chat_model_dir
 from mtsa.models.hf import HFChatModel
 from mtsa.rollout.engine import RolloutSettings, run_dialogues
@@ -47,11 +51,12 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=64, help="attacker and target tokens per turn")
     parser.add_argument("--judge", default="embedded")
-    parser.add_argument("--baseline-dtype", default="bfloat16")
+    parser.add_argument("--dtype", default="auto", help="both arms' dtype (auto: what mtsa picks here)")
     parser.add_argument("--baseline-prefix-cache", action="store_true", help="give the baseline the prefix cache too")
     parser.add_argument("--attacker-adapter", help="LoRA adapter folder for the attacker (an SFT'd attacker)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    print(describe_machine(), flush=True)
 
     goals = load_goals("builtin", limit=args.dialogues)
     judge = load_judge(args.judge)
@@ -65,11 +70,13 @@ def main() -> None:
             return target, target
         return HFChatModel(str(chat_model_dir()), adapter=args.attacker_adapter, **options), target
 
-    batched_s, batched = timed_run(*models(batch_size=args.concurrency), judge, goals,
+    batched_s, batched = timed_run(*models(batch_size=args.concurrency, dtype=args.dtype), judge, goals,
                                    RolloutSettings(concurrency=args.concurrency, **settings))
-    baseline_models = models(batch_size=1, dtype=args.baseline_dtype, prefix_cache=args.baseline_prefix_cache)
+    baseline_models = models(batch_size=1, dtype=args.dtype, prefix_cache=args.baseline_prefix_cache)
     baseline_s, baseline = timed_run(*baseline_models, judge, goals, RolloutSettings(concurrency=1, **settings))
 
+    for model, choice in chosen_dtypes().items():
+        print(f"dtype of {model}: {choice['dtype']} ({choice['reason']})")
     for label, seconds, finished in (("one-at-a-time", baseline_s, baseline), ("batched", batched_s, batched)):
         turns = sum(len(d.turns) for d in finished)
         tokens = sum(t.attacker_tokens + t.target_tokens for d in finished for t in d.turns)

@@ -82,3 +82,26 @@ def test_lora_layers_adapts_only_the_top_layers_and_weights_follow_the_cpu(data,
                                                     out=str(tmp_path / "out2")))
     assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}
     assert not trainer.args.bf16
+
+
+def test_cpu_loss_scores_only_labelled_positions_and_equals_trls(data, tmp_path, tiny_model_dir):
+    from trl import SFTTrainer
+
+    trainer, _, _ = build_trainer(AttackerSFTConfig(data=str(data), model=f"hf:{tiny_model_dir}",
+                                                    out=str(tmp_path / "out"), dtype="float32"))
+    assert type(trainer) is not SFTTrainer  # on a CPU: the labelled-positions loss
+    batch = trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]])
+    model = trainer.model
+    model.train()
+
+    def loss_and_grads(compute):
+        model.zero_grad()
+        loss = compute(model, dict(batch))
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    ours, our_grads = loss_and_grads(trainer.compute_loss)
+    theirs, their_grads = loss_and_grads(lambda m, b: SFTTrainer.compute_loss(trainer, m, b))
+    assert ours == pytest.approx(theirs, rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(our_grads, their_grads))
+    assert ours > 0 and len(our_grads) > 0

@@ -148,9 +148,47 @@ def build_trainer(config: AttackerSFTConfig):
         # Mixed precision on GPUs only: on a CPU autocast would redo in bf16 what the base dtype decided.
         bf16=gpu and dtype == torch.bfloat16, fp16=gpu and dtype == torch.float16, save_strategy="no",
         report_to="none")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=tokenized, processing_class=tokenizer,
-                         peft_config=peft_config)
+    trainer_class = SFTTrainer if gpu else _labelled_logits_trainer(SFTTrainer)
+    trainer = trainer_class(model=model, args=args, train_dataset=tokenized, processing_class=tokenizer,
+                            peft_config=peft_config)
     return trainer, rows, path
+
+
+def _labelled_logits_trainer(base: type) -> type:
+    """`base` (TRL's SFTTrainer) with a loss that computes logits only where a label is set.
+
+    Why: only the attacker's turns carry labels (a sixth of a dialogue's tokens, the system
+    prompt and the target's replies being context), yet off GPUs TRL's fused LM head scores
+    every position against the whole vocabulary, forward and backward; on a CPU that is about
+    half of each step. On GPUs TRL's own head already skips unlabelled positions, in chunks.
+    """
+
+    class LabelledLogitsSFTTrainer(base):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = labelled_positions_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as TRL does: DDP then averages the gradients
+            return (loss, None) if return_outputs else loss
+
+    return LabelledLogitsSFTTrainer
+
+
+def labelled_positions_loss(model, inputs: dict, num_items_in_batch=None):
+    """Next-token cross-entropy summed over labelled positions, divided by `num_items_in_batch`
+    (the labelled tokens of the whole accumulated batch, as the Trainer counts them) or by this
+    batch's count. The model projects onto the vocabulary only the positions that predict a
+    label (their union over the batch's rows): `logits_to_keep` takes a tensor of positions."""
+    import torch
+
+    targets = inputs["labels"][:, 1:]
+    positions = (targets != -100).any(dim=0).nonzero().flatten()
+    forward = {key: value for key, value in inputs.items() if key != "labels"}
+    logits = model(**forward, use_cache=False, logits_to_keep=positions).logits
+    wanted = targets[:, positions]
+    total = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), wanted.flatten(), ignore_index=-100,
+                                              reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else (wanted != -100).sum()
+    return total / torch.as_tensor(count, device=total.device).clamp(min=1)
 
 
 def lora_config(config: AttackerSFTConfig, model):
