@@ -98,6 +98,18 @@ def test_resamples_keep_the_batch_full_while_others_advance(target):
     assert all(len(d.turns) == 3 for d in finished.values())
 
 
+def test_questions_wait_until_half_the_pool_can_be_answered_together(target):
+    attacker, judge = ScriptedAttacker(bad_attempts={"goal0": 1, "goal1": 1, "goal2": 1}), ScriptedJudge()
+    settings = RolloutSettings(turns=1, concurrency=4, target_sampling=SamplingParams(max_new_tokens=2))
+    finished = run(attacker, target, judge, settings, 4)
+    # step 1: only goal3 parses, and one question is under half the pool: it waits; step 2: the
+    # three resamples (goal0 also takes the row goal3 leaves idle) parse, and all four are answered
+    assert attacker.batch_sizes == [4, 4]
+    assert [len(batch) for batch in judge.batches] == [4]
+    assert sorted(d.goal_id for d in finished) == ["g0", "g1", "g2", "g3"]
+    assert all(len(d.turns) == 1 and not d.format_failure for d in finished)
+
+
 def test_pool_refills_as_dialogues_finish(target):
     attacker = ScriptedAttacker()
     finished = run(attacker, target, ScriptedJudge(), RolloutSettings(turns=2, concurrency=2,
@@ -111,8 +123,9 @@ def test_unparseable_turns_are_resampled_then_dropped(target):
     assert finished["g0"].turns[0].format_retries == 2 and not finished["g0"].format_failure
     assert finished["g1"].format_failure and finished["g1"].turns == []
     # resamples share the step's batch with the other dialogues' turns, and take its idle rows:
-    # step 2 draws 2 for each (retries 1 -> 2 and 1 -> 3), step 3 goal1's last allowed draw
-    assert attacker.batch_sizes[:3] == [2, 4, 2]
+    # step 2 draws 2 for each (retries 1 -> 2 and 1 -> 3), step 3 goal1's last allowed draw,
+    # while goal0's parsed question waits for it (one question is under half the pool of 4)
+    assert attacker.batch_sizes[:3] == [2, 4, 1]
 
 
 def test_idle_rows_draw_resamples_at_once_within_the_budget(target):

@@ -1,8 +1,9 @@
 """The batched multi-turn red-team loop.
 
-Up to `concurrency` dialogues are live at once. Each step advances every live dialogue by
-one turn with exactly three batched calls: all attacker turns, then all target replies,
-then all judge scores. A dialogue that finishes (all turns done, a format failure, or its
+Up to `concurrency` dialogues are live at once. Each step makes at most three batched calls:
+the attacker turns of every dialogue that needs one, then (once enough questions wait, see
+`run_dialogues`) the target's replies to all waiting questions, then the judge's scores of
+those replies. A dialogue that finishes (all turns done, a format failure, or its
 first unsafe reply with `stop_on_unsafe`) leaves the pool and the next goal takes its
 place, so the batch stays full. The released research code generates one dialogue at a
 time with batch size 1; `benchmarks/rollout_throughput.py` measures the difference.
@@ -44,6 +45,7 @@ class _Live:
     attacker_chat: Conversation
     target_chat: Conversation = field(default_factory=list)
     retries: int = 0  # resamples of the current attacker turn so far
+    asked: tuple[AttackTurn, Reply] | None = None  # the parsed attacker turn awaiting the target's reply
 
 
 # The attacker should stop once it has asked; these mark it running on into another turn.
@@ -60,48 +62,60 @@ def run_dialogues(goals: Iterable[Goal], attacker: ChatModel, target: ChatModel,
 
     An attacker turn that does not parse is resampled in the next step, batched with the
     other dialogues' turns, rather than in a shrinking batch of its own (see `_draws` for how
-    idle rows speed this up once the pool shrinks); after `format_retries` resamples the
-    dialogue is dropped as a format failure.
+    idle rows speed this up); after `format_retries` resamples the dialogue is dropped as a
+    format failure. A question that parsed waits for the target until at least half the pool
+    has one (or nothing else can move): a generation step costs nearly as much for two rows
+    as for ten, since every step reads all the model's weights, so fewer, fuller target calls
+    are faster. Every generation is seeded per dialogue (`_seed`), so this changes when a turn
+    is generated, never what it says.
     """
     queue = deque(goals)
     live: list[_Live] = []
     prefill = settings.attacker_prefill and getattr(attacker, "can_prefill", False)
+    target_batch = (settings.concurrency + 1) // 2  # 1 at concurrency 1: every question at once
     while queue or live:
         while queue and len(live) < settings.concurrency:
             goal = queue.popleft()
             live.append(_start(goal, strategy_for(goal), settings))
-        draws = _draws(live, settings)
-        rows = [(d, d.retries + j) for d, n in zip(live, draws) for j in range(n)]
-        seeds = tuple(_seed(settings, d, "attacker", attempt) for d, attempt in rows)
-        params = replace(settings.attacker_sampling, seeds=seeds, stop=ATTACKER_STOP)
-        replies = attacker.generate([_attacker_prompt(d, prefill) for d, _ in rows], params)
-        asking: list[tuple[_Live, AttackTurn, Reply]] = []
-        finished: list[_Live] = []
-        start = 0
-        for dialogue, n in zip(live, draws):
-            candidates, start = replies[start:start + n], start + n
-            prefix = _next_turn_prefix(dialogue) + " " if prefill else ""
-            parsed = next(((i, attack, reply) for i, reply in enumerate(candidates)
-                           if (attack := parse_attack(prefix + reply.text)) is not None), None)
-            if parsed is not None:
-                dialogue.retries += parsed[0]  # the failed draws before it
-                asking.append((dialogue, parsed[1], parsed[2]))
-            else:
-                dialogue.retries += n
-                if dialogue.retries > settings.format_retries:
-                    dialogue.record.format_failure = True
+        drawing = [d for d in live if d.asked is None]
+        finished = _attack(drawing, attacker, settings, prefill) if drawing else []
+        waiting = [d for d in live if d.asked is not None]
+        if waiting and (len(waiting) >= target_batch or len(waiting) + len(finished) == len(live)):
+            _answer_and_judge(waiting, target, judge, settings)
+            for dialogue in waiting:
+                last = dialogue.record.turns[-1]
+                if settings.stop_on_unsafe and last.p_unsafe >= settings.threshold and last.turn < settings.turns:
+                    dialogue.record.stopped_early = True
+                if dialogue.record.stopped_early or last.turn == settings.turns:
                     finished.append(dialogue)
-        if asking:
-            _answer_and_judge(asking, target, judge, settings)
-        for dialogue, _, _ in asking:
-            last = dialogue.record.turns[-1]
-            if settings.stop_on_unsafe and last.p_unsafe >= settings.threshold and last.turn < settings.turns:
-                dialogue.record.stopped_early = True
-            if dialogue.record.stopped_early or last.turn == settings.turns:
-                finished.append(dialogue)
         live = [d for d in live if d not in finished]
         for dialogue in finished:
             on_finish(dialogue.record)
+
+
+def _attack(drawing: list[_Live], attacker: ChatModel, settings: RolloutSettings, prefill: bool) -> list[_Live]:
+    """One batched attacker call for the dialogues that need a turn: each keeps its first draw
+    that parses (in `asked`); return the dialogues that ran out of format resamples."""
+    draws = _draws(drawing, settings)
+    rows = [(d, d.retries + j) for d, n in zip(drawing, draws) for j in range(n)]
+    seeds = tuple(_seed(settings, d, "attacker", attempt) for d, attempt in rows)
+    params = replace(settings.attacker_sampling, seeds=seeds, stop=ATTACKER_STOP)
+    replies = iter(attacker.generate([_attacker_prompt(d, prefill) for d, _ in rows], params))
+    failed: list[_Live] = []
+    for dialogue, n in zip(drawing, draws):
+        candidates = [next(replies) for _ in range(n)]
+        prefix = _next_turn_prefix(dialogue) + " " if prefill else ""
+        parsed = next(((i, attack, reply) for i, reply in enumerate(candidates)
+                       if (attack := parse_attack(prefix + reply.text)) is not None), None)
+        if parsed is not None:
+            dialogue.retries += parsed[0]  # the failed draws before it
+            dialogue.asked = parsed[1], parsed[2]
+        else:
+            dialogue.retries += n
+            if dialogue.retries > settings.format_retries:
+                dialogue.record.format_failure = True
+                failed.append(dialogue)
+    return failed
 
 
 def _attacker_prompt(dialogue: _Live, prefill: bool) -> Conversation:
@@ -120,19 +134,20 @@ def _next_turn_prefix(dialogue: _Live) -> str:
     return turn_prefix(len(dialogue.record.turns) + 1)
 
 
-def _draws(live: list[_Live], settings: RolloutSettings) -> list[int]:
-    """Attacker samples to draw for each live dialogue this step: one each, and once the queue
-    is empty and the pool shrinks, the idle rows of the batch go to dialogues whose current turn
-    already failed to parse, as resamples drawn at once instead of in later, near-empty steps.
+def _draws(drawing: list[_Live], settings: RolloutSettings) -> list[int]:
+    """Attacker samples to draw for each dialogue in this call: one each, and the batch's idle
+    rows (left by dialogues waiting for the target, or by a shrinking pool once the queue is
+    empty) go to dialogues whose current turn already failed to parse, as resamples drawn at
+    once instead of in later, near-empty steps.
 
     Drawing a dialogue's resamples together is the same as drawing them one after another (the
     first that parses wins; the ones before it count as retries), and never exceeds its budget.
     """
-    draws = [1] * len(live)
-    spare = settings.concurrency - len(live)
-    extra = [settings.format_retries - d.retries if d.retries > 0 else 0 for d in live]  # usable extra draws
+    draws = [1] * len(drawing)
+    spare = settings.concurrency - len(drawing)
+    extra = [settings.format_retries - d.retries if d.retries > 0 else 0 for d in drawing]  # usable extra draws
     while spare > 0 and any(extra):
-        for i in range(len(live)):
+        for i in range(len(drawing)):
             if spare > 0 and extra[i] > 0:
                 draws[i], extra[i], spare = draws[i] + 1, extra[i] - 1, spare - 1
     return draws
@@ -154,17 +169,16 @@ def _start(goal: Goal, strategy: str | None, settings: RolloutSettings) -> _Live
     return _Live(record, attacker_opening(goal.goal, settings.turns, strategy), target_chat)
 
 
-def _answer_and_judge(asking: list[tuple[_Live, AttackTurn, Reply]], target: ChatModel, judge: Judge,
-                      settings: RolloutSettings) -> None:
-    """Send every question to the target in one batch, judge every reply in one batch."""
-    live = [dialogue for dialogue, _, _ in asking]
-    for dialogue, attack, _ in asking:
-        dialogue.target_chat.append({"role": "user", "content": attack.question})
-    seeds = tuple(_seed(settings, d, "target") for d in live)
-    replies = target.generate([d.target_chat for d in live], replace(settings.target_sampling, seeds=seeds))
+def _answer_and_judge(waiting: list[_Live], target: ChatModel, judge: Judge, settings: RolloutSettings) -> None:
+    """Send every waiting question to the target in one batch, judge every reply in one batch."""
+    for dialogue in waiting:
+        dialogue.target_chat.append({"role": "user", "content": dialogue.asked[0].question})
+    seeds = tuple(_seed(settings, d, "target") for d in waiting)
+    replies = target.generate([d.target_chat for d in waiting], replace(settings.target_sampling, seeds=seeds))
     scores = judge.score([JudgeItem(goal=d.record.goal, reply=r.text, history=list(d.target_chat))
-                          for d, r in zip(live, replies)])
-    for (dialogue, attack, attacker_reply), reply, score in zip(asking, replies, scores):
+                          for d, r in zip(waiting, replies)])
+    for dialogue, reply, score in zip(waiting, replies, scores):
+        (attack, attacker_reply), dialogue.asked = dialogue.asked, None
         turn = len(dialogue.record.turns) + 1
         dialogue.target_chat.append({"role": "assistant", "content": reply.text})
         dialogue.attacker_chat += attacker_exchange(attack, turn, reply.text)
