@@ -9,8 +9,9 @@
 Options follow a `?`, `&`-separated: `hf:Qwen/Qwen2.5-7B-Instruct?device=cuda&dtype=bfloat16`,
 `openai:gpt-4o-mini@https://api.openai.com/v1?api_key_env=OPENAI_API_KEY&concurrency=8`.
 hf options: device, dtype (auto: decided by the hardware, see dtype.py), batch_size, max_context,
-trust_remote_code (off unless you say so), prefix_cache (on: a prompt prefix shared by a whole batch is computed once, and each dialogue's
-keys/values are reused by its next call), kv_reuse_mb (512: memory for the latter; 0 turns it off).
+trust_remote_code (off unless you say so), prefix_cache (on: a prompt prefix shared by a whole
+batch is computed once, and each dialogue's keys/values are reused by its next call),
+kv_reuse_mb (512: memory for the latter; 0 turns it off).
 openai options: api_key_env, concurrency, timeout_s, max_retries, context_tokens.
 
 `parse_spec` checks a spec without loading anything, so a typo fails before a run starts.

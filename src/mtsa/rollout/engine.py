@@ -64,10 +64,10 @@ def run_dialogues(goals: Iterable[Goal], attacker: ChatModel, target: ChatModel,
     other dialogues' turns, rather than in a shrinking batch of its own (see `_draws` for how
     idle rows speed this up); after `format_retries` resamples the dialogue is dropped as a
     format failure. A question that parsed waits for the target until at least half the pool
-    has one (or nothing else can move): a generation step costs nearly as much for two rows
-    as for ten, since every step reads all the model's weights, so fewer, fuller target calls
-    are faster. Every generation is seeded per dialogue (`_seed`), so this changes when a turn
-    is generated, never what it says.
+    has one (or nothing else can move): every generation step reads all the model's weights
+    however few rows it carries, so fewer, fuller target calls cost less. Every generation is
+    seeded per dialogue (`_seed`), so this changes when a turn is generated, not what it says
+    (up to rounding: batches of other shapes can round a row's logits differently).
     """
     queue = deque(goals)
     live: list[_Live] = []

@@ -148,22 +148,24 @@ def build_trainer(config: AttackerSFTConfig):
         # Mixed precision on GPUs only: on a CPU autocast would redo in bf16 what the base dtype decided.
         bf16=gpu and dtype == torch.bfloat16, fp16=gpu and dtype == torch.float16, save_strategy="no",
         report_to="none")
-    trainer_class = SFTTrainer if gpu else _labelled_logits_trainer(SFTTrainer)
+    trainer_class = SFTTrainer if gpu else _labelled_logits_trainer()
     trainer = trainer_class(model=model, args=args, train_dataset=tokenized, processing_class=tokenizer,
                             peft_config=peft_config)
     return trainer, rows, path
 
 
-def _labelled_logits_trainer(base: type) -> type:
-    """`base` (TRL's SFTTrainer) with a loss that computes logits only where a label is set.
+def _labelled_logits_trainer() -> type:
+    """TRL's SFTTrainer with a loss that computes logits only where a label is set (built here
+    because trl is imported lazily).
 
-    Why: only the attacker's turns carry labels (a sixth of a dialogue's tokens, the system
-    prompt and the target's replies being context), yet off GPUs TRL's fused LM head scores
-    every position against the whole vocabulary, forward and backward; on a CPU that is about
-    half of each step. On GPUs TRL's own head already skips unlabelled positions, in chunks.
+    Why: only the attacker's turns carry labels (the system prompt and the target's replies,
+    most of a dialogue, are context), yet off GPUs TRL's fused LM head scores every position
+    against the whole vocabulary, forward and backward, a large share of a CPU step. On GPUs
+    TRL's own head already skips unlabelled positions, in chunks.
     """
+    from trl import SFTTrainer
 
-    class LabelledLogitsSFTTrainer(base):
+    class LabelledLogitsSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss = labelled_positions_loss(model, inputs, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
