@@ -29,7 +29,7 @@ from mtsa.judges.base import JudgeItem
 from mtsa.judges.registry import load_judge
 from mtsa.models.base import SamplingParams
 from mtsa.models.dtype import chosen_dtypes, describe_machine
-from mtsa.models.spec import load_model
+from mtsa.models.registry import load_model
 from mtsa.redteam import RedteamConfig, run_redteam
 from mtsa.rollout.run_folder import RunFolder
 from mtsa.synth.job import SynthConfig, run_synth

@@ -41,6 +41,13 @@ def run_cli(capsys, *argv):
     (["--target", "hf:{tiny}?dtype=int3"], "unknown dtype"),
     (["--target", "hf:{tiny}+/no/such/adapter"], "adapter '/no/such/adapter' not found"),
     (["--target", "openai:m@http://127.0.0.1:9/v1"], "cannot reach"),
+    # every backend and judge checks its options against what its constructor takes
+    (["--target", "embedded?batchsize=2"], "unknown option 'batchsize' in model spec"),
+    (["--target", "hf:{tiny}?kv_reuse_mb=x"], "option 'kv_reuse_mb' in model spec"),
+    (["--target", "openai:m@http://127.0.0.1:9/v1?batch_size=2"], "unknown option 'batch_size' in model spec"),
+    (["--judge", "llama-guard?kv_reuse_mb=0"], "unknown option 'kv_reuse_mb' in judge"),
+    (["--judge", "llama-guard:x?prefix_cache=0"], "unknown option 'prefix_cache' in judge"),
+    (["--judge", "llm:hf:{tiny}?colour=red"], "unknown option 'colour' in model spec"),
 ])
 def test_bad_input_is_one_line_exit_2_and_no_run_folder(capsys, tmp_path, tiny_model_dir, argv, message):
     (tmp_path / "bad.json").write_text("[{\"goal\": ")

@@ -20,12 +20,17 @@ from mtsa.errors import MtsaError
 T = TypeVar("T")
 
 
+def help_text(text: str) -> dict:
+    """Field metadata holding the flag's --help line."""
+    return {"help": text}
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add one flag per dataclass field; unset flags stay absent from the namespace."""
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
         flag = "--" + field.name.replace("_", "-")
-        kind = _base_type(hints[field.name])
+        kind = base_type(hints[field.name])
         default = field.default if field.default is not dataclasses.MISSING else None
         helptext = f"{field.metadata.get('help', '')} (default: {default})"
         if kind is bool:
@@ -60,7 +65,7 @@ def _read_yaml(path: Path, names: set[str]) -> dict[str, Any]:
     return data
 
 
-def _base_type(hint: Any) -> type:
+def base_type(hint: Any) -> type:
     """`int | None` -> int; plain types stay as they are."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         return next(arg for arg in typing.get_args(hint) if arg is not type(None))

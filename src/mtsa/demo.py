@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtsa.atomic import write_jsonl_atomic
+from mtsa.config import help_text
 from mtsa.errors import MtsaError
 from mtsa.goals.loaders import load_goals
-from mtsa.rollout.job import help_text
 
 
 @dataclass

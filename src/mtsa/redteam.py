@@ -6,11 +6,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mtsa.config import help_text
 from mtsa.goals.loaders import load_goals
 from mtsa.judges.registry import check_judge
-from mtsa.models.spec import load_model, parse_spec
+from mtsa.models.registry import check_model, load_model
 from mtsa.report.summary import format_table, summarize
-from mtsa.rollout.job import RolloutConfig, help_text, load_target_and_judge, run_into_folder
+from mtsa.rollout.job import RolloutConfig, load_target_and_judge, run_into_folder
 from mtsa.rollout.run_folder import RunFolder
 
 # A resumed run must keep these, or its dialogues would not be comparable.
@@ -28,7 +29,7 @@ class RedteamConfig(RolloutConfig):
 def run_redteam(config: RedteamConfig) -> dict:
     """Run (or resume) a red-team; return the summary, also written to `<out>/summary.json`."""
     goals = load_goals(config.goals, config.limit)
-    attacker_spec, target_spec = parse_spec(config.attacker), parse_spec(config.target)
+    attacker_spec, target_spec = check_model(config.attacker), check_model(config.target)
     check_judge(config.judge)
     out = Path(config.out or f"runs/redteam-{time.strftime('%Y%m%d-%H%M%S')}")
     folder = RunFolder(out)

@@ -142,3 +142,12 @@ def test_long_dialogues_drop_their_oldest_turns(guard_dir, caplog):
 def test_missing_model_is_a_user_error(tmp_path):
     with pytest.raises(MtsaError, match="could not load judge model"):
         LlamaGuardJudge(str(tmp_path / "nope"))
+
+
+def test_the_registry_passes_the_options_the_judge_takes(guard_dir):
+    from mtsa.judges.registry import load_judge
+
+    judge = load_judge(f"llama-guard:{guard_dir}?dtype=float32&batch_size=3&max_context=150")
+    assert (judge.batch_size, judge.max_context, judge.model.dtype) == (3, 150, torch.float32)
+    with pytest.raises(MtsaError, match="unknown option 'kv_reuse_mb' in judge"):
+        load_judge(f"llama-guard:{guard_dir}?kv_reuse_mb=0")

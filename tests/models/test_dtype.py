@@ -8,7 +8,7 @@ import torch
 from mtsa.errors import MtsaError
 from mtsa.models import dtype as dtype_rule
 from mtsa.models.dtype import choose_dtype, cpu_bfloat16_support
-from mtsa.models.spec import parse_spec
+from mtsa.models.registry import check_model
 
 
 @pytest.fixture()
@@ -61,8 +61,8 @@ def test_unknown_names_are_one_line_errors(cpu, monkeypatch):
     with pytest.raises(MtsaError, match="unknown dtype 'int3'"):
         choose_dtype("int3")
     with pytest.raises(MtsaError, match="unknown dtype 'int3' in model spec"):
-        parse_spec("embedded?dtype=int3")
-    assert parse_spec("embedded?dtype=auto").options == {"dtype": "auto"}
+        check_model("embedded?dtype=int3")
+    assert check_model("embedded?dtype=auto").options == {"dtype": "auto"}
     monkeypatch.setenv("MTSA_DTYPE", "half-ish")
     with pytest.raises(MtsaError, match=r"\$MTSA_DTYPE"):
         choose_dtype("auto")

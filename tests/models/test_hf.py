@@ -65,7 +65,7 @@ def test_lora_adapter_is_merged_and_generates_what_the_unmerged_model_does(tiny_
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from mtsa.models.hf import render_chat
+    from mtsa.models.causal_lm import render_chat
 
     unmerged = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                               LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
@@ -107,7 +107,7 @@ def test_stop_string_matching_only_the_prompt_tail_does_not_end_the_reply(model)
 
 
 def test_a_final_assistant_message_is_continued_not_answered(model):
-    from mtsa.models.hf import render_chat
+    from mtsa.models.causal_lm import render_chat
 
     prefix = conv("hi") + [{"role": "assistant", "content": "Thinking 1:"}]
     opened = render_chat(model.tokenizer, prefix, continue_final=True)

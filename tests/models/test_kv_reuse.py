@@ -130,11 +130,11 @@ def test_least_recently_used_entries_go_first_within_the_budget():
 
 def test_the_budget_is_a_model_spec_option_and_zero_keeps_nothing():
     from mtsa.errors import MtsaError
-    from mtsa.models.spec import parse_spec
+    from mtsa.models.registry import check_model
 
-    assert parse_spec("hf:some/model?kv_reuse_mb=64").options == {"kv_reuse_mb": 64}
+    assert check_model("hf:some/model?kv_reuse_mb=64").options == {"kv_reuse_mb": 64}
     with pytest.raises(MtsaError, match="kv_reuse_mb"):
-        parse_spec("embedded?kv_reuse_mb=-1")
+        check_model("embedded?kv_reuse_mb=-1")
     cache = KVReuseCache(0)
     cache.store(entry([1, 2, 3]))
     assert not cache.entries and cache.lookup([1, 2, 3, 4], start=0) is None

@@ -40,7 +40,7 @@ def test_shared_prefix_length():
 def test_preallocated_cache_generates_what_transformers_default_cache_does(model):
     import torch
 
-    from mtsa.models.hf import render_chat
+    from mtsa.models.causal_lm import render_chat
 
     conversation = attacker_opening("Explain how to pick a lock", 3)
     ours = model.generate([conversation], SamplingParams(temperature=0, max_new_tokens=8))[0]

@@ -26,9 +26,8 @@ import torch
 from mtsa.errors import MtsaError
 from mtsa.judges.base import JudgeItem
 from mtsa.models.base import Conversation
+from mtsa.models.causal_lm import cache_argument, in_length_order, left_pad, load_causal_lm, render_chat
 from mtsa.models.context import truncate_oldest
-from mtsa.models.hf import cache_argument, in_length_order, left_pad, load_causal_lm, render_chat
-
 
 
 class LlamaGuardJudge:

@@ -3,7 +3,8 @@
     embedded                  the offline default (MiniLM features + a fitted head)
     keyword                   refusal-phrase matching (a baseline, not a real judge)
     llama-guard[:MODEL][?OPTIONS]  a Llama-Guard-3-style classifier (default meta-llama/Llama-Guard-3-8B);
-                              options as for hf: model specs (device, dtype, batch_size, ...)
+                              options: the keyword arguments of LlamaGuardJudge (device, dtype,
+                              batch_size, max_context, trust_remote_code)
     llm:MODEL_SPEC            any chat model with a rubric prompt, e.g. llm:openai:gpt-4o@https://...
 """
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 from mtsa.errors import MtsaError
 from mtsa.judges.base import Judge
-from mtsa.models.spec import HF_OPTIONS, load_model, parse_options, parse_spec
+from mtsa.models.registry import check_model, load_model
+from mtsa.models.spec import options_of, split_query, typed_options
 
 KNOWN = "embedded, keyword, llama-guard[:MODEL] or llm:MODEL_SPEC"
 
@@ -24,7 +26,7 @@ def check_judge(name: str) -> None:
         _llama_guard_args(name)
         return
     if name.startswith("llm:"):
-        parse_spec(name[len("llm:"):])
+        check_model(name[len("llm:"):])
         return
     raise MtsaError(f"unknown judge '{name}': expected {KNOWN}")
 
@@ -53,5 +55,6 @@ def _llama_guard_args(name: str) -> tuple[str, dict]:
     body, _, query = name.partition("?")
     if body != "llama-guard" and not body.startswith("llama-guard:"):
         raise MtsaError(f"unknown judge '{name}': expected {KNOWN}")
-    guard_options = {k: v for k, v in HF_OPTIONS.items() if k != "prefix_cache"}
-    return body.partition(":")[2], parse_options(name, query, guard_options)
+    from mtsa.judges.llama_guard import LlamaGuardJudge
+
+    return body.partition(":")[2], typed_options(f"judge '{name}'", split_query(query), options_of(LlamaGuardJudge))

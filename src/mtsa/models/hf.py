@@ -13,22 +13,18 @@ turns both caches off. Sampling draws from the top of the vocabulary only (`samp
 
 from __future__ import annotations
 
-import inspect
-from typing import Callable, Sequence, TypeVar
+from typing import Sequence
 
 import torch
 from transformers import LogitsProcessorList, StaticCache
 
-from mtsa.errors import MtsaError, first_line
+from mtsa.models.adapters import local_adapter, with_adapter
 from mtsa.models.base import Conversation, Reply, SamplingParams
+from mtsa.models.causal_lm import cache_argument, in_length_order, left_pad, load_causal_lm, render_chat
 from mtsa.models.context import truncate_oldest
-from mtsa.models.dtype import choose_dtype
 from mtsa.models.kv_reuse import Entry, KVReuseCache, Reuse
 from mtsa.models.prefix_attention import shared_prefix, use_shared_prefix_attention
 from mtsa.models.sampling import NucleusSampler
-from mtsa.models.spec import local_adapter
-
-T = TypeVar("T")
 
 
 class HFChatModel:
@@ -53,7 +49,7 @@ class HFChatModel:
         if prefix_cache:
             use_shared_prefix_attention(self.model)
         if adapter:
-            self.model = _with_adapter(self.model, adapter)
+            self.model = with_adapter(self.model, adapter)
             self.model.eval()
         self.max_context = max_context or getattr(self.model.config, "max_position_embeddings", None)
 
@@ -202,13 +198,6 @@ def _write_reused(cache, reused: list[Reuse | None], width: int) -> None:
         cache.update(keys, values, index)
 
 
-def cache_argument(model) -> str:
-    """The name under which `model` takes a KV cache: transformers 5 renamed `past_key_values`
-    to `cache` (the old name still works but warns); 4.x only knows the old one."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft's forward takes **kwargs
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-
 MIN_SHARED_PREFIX = 64  # tokens; below this a prefix cache saves less than it costs
 
 
@@ -219,63 +208,6 @@ def _shared_prefix_length(prompts: list[list[int]]) -> int:
     while length < shortest - 1 and all(p[length] == prompts[0][length] for p in prompts):
         length += 1
     return length if length >= MIN_SHARED_PREFIX else 0
-
-
-def load_causal_lm(path: str, *, device: str, dtype: str, batch_size: int, trust_remote_code: bool,
-                   role: str = "model", name: str | None = None):
-    """(tokenizer, model, device) for a chat model; every user-fixable failure is an MtsaError.
-
-    Shared by the chat backend and the judges that run a transformers model themselves.
-    `dtype` may be "auto" (see `dtype.py`); `name` is how the dtype decision names the model.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if batch_size < 1:
-        raise MtsaError(f"batch_size must be >= 1, got {batch_size}")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    torch_dtype = choose_dtype(dtype, device, name or path).torch_dtype
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=torch_dtype, trust_remote_code=trust_remote_code).to(device)
-    except (OSError, ValueError) as exc:
-        raise MtsaError(f"could not load {role} '{path}' (local folder or Hub id): {first_line(exc)}") from None
-    if not tokenizer.chat_template:
-        raise MtsaError(f"{role} '{path}' has no chat template; mtsa needs a chat (instruct) model")
-    model.eval()
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer, model, device
-
-
-def render_chat(tokenizer, conversation: Conversation, continue_final: bool = False) -> list[int]:
-    """Token ids of a conversation through the chat template, ready for the next assistant
-    message, or with `continue_final` ready to continue the final (assistant) message."""
-    encoded = tokenizer.apply_chat_template(conversation, add_generation_prompt=not continue_final,
-                                            continue_final_message=continue_final, tokenize=True, return_dict=True)
-    return list(encoded["input_ids"])
-
-
-def left_pad(prompts: list[list[int]], pad: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask) with every row right-aligned, as decoder-only batching needs."""
-    width = max(len(p) for p in prompts)
-    input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], dtype=torch.long, device=device)
-    attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long,
-                             device=device)
-    return input_ids, attention
-
-
-def in_length_order(prompts: list[list[int]], batch_size: int,
-                    run: Callable[[list[int]], list[T]]) -> list[T]:
-    """Call `run` with the indices of similar-length prompts, `batch_size` at a time (little
-    padding); return its results in input order."""
-    results: list = [None] * len(prompts)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        for index, result in zip(chunk, run(chunk)):
-            results[index] = result
-    return results
 
 
 class _StopOnText:
@@ -302,20 +234,6 @@ def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
     for marker in stop:
         text = text.split(marker, 1)[0]
     return text.strip()
-
-
-def _with_adapter(model, adapter: str):
-    """Attach a peft adapter and, when it is LoRA, merge it into the weights: generation then
-    costs what the base model's does, where an unmerged LoRA adds two small matrix products to
-    every adapted layer at every token. A missing local folder is a user error, not a traceback."""
-    from peft import PeftModel
-
-    local = local_adapter(adapter)
-    try:
-        model = PeftModel.from_pretrained(model, str(local) if local else adapter)
-    except (OSError, ValueError) as exc:
-        raise MtsaError(f"could not load adapter '{adapter}': {first_line(exc)}") from None
-    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

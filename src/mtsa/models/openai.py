@@ -74,6 +74,7 @@ class OpenAIChatModel:
         self,
         model: str,
         base_url: str,
+        *,
         api_key_env: str = "OPENAI_API_KEY",
         concurrency: int = 16,
         timeout_s: float = 120.0,

@@ -14,20 +14,17 @@ from typing import Callable
 
 from tqdm import tqdm
 
+from mtsa.config import help_text
 from mtsa.errors import MtsaError
 from mtsa.goals.loaders import Goal
 from mtsa.judges.base import Judge
 from mtsa.judges.registry import load_judge
 from mtsa.models.base import ChatModel, SamplingParams
-from mtsa.models.spec import ModelSpec, load_model
+from mtsa.models.registry import load_model
+from mtsa.models.spec import ModelSpec
 from mtsa.rollout.engine import RolloutSettings, run_dialogues
 from mtsa.rollout.records import DialogueRecord
 from mtsa.rollout.run_folder import RunFolder
-
-
-def help_text(text: str) -> dict:
-    """Field metadata read by `mtsa.config` for the flag's --help line."""
-    return {"help": text}
 
 
 @dataclass

@@ -17,11 +17,12 @@ from pathlib import Path
 from mtsa.atomic import write_jsonl_atomic
 from mtsa.attacker.strategies import STRATEGIES
 from mtsa.attacker.templates import TemplateAttacker
+from mtsa.config import help_text
 from mtsa.errors import MtsaError
 from mtsa.goals.loaders import Goal, load_goals
 from mtsa.judges.registry import check_judge
-from mtsa.models.spec import load_model, parse_spec
-from mtsa.rollout.job import RolloutConfig, help_text, load_target_and_judge, run_into_folder
+from mtsa.models.registry import check_model, load_model
+from mtsa.rollout.job import RolloutConfig, load_target_and_judge, run_into_folder
 from mtsa.rollout.run_folder import RunFolder
 from mtsa.synth.dataset import attacker_text, sft_example
 from mtsa.synth.diversity import embed, farthest_point, mean_pairwise_cosine
@@ -60,8 +61,8 @@ def run_synth(config: SynthConfig) -> dict:
     """Synthesize, select and write the dataset; return the selection report."""
     goals = load_goals(config.goals, config.limit)
     tasks = {f"{goal.id}:{strategy}": (goal, strategy) for goal in goals for strategy in config.strategy_list()}
-    generator_spec = None if config.offline_templates else parse_spec(config.generator)
-    target_spec = parse_spec(config.target)
+    generator_spec = None if config.offline_templates else check_model(config.generator)
+    target_spec = check_model(config.target)
     check_judge(config.judge)
     out = Path(config.out)
     if not out.parent.is_dir():

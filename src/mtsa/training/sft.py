@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtsa.atomic import write_json_atomic
+from mtsa.config import help_text
 from mtsa.errors import MtsaError, first_line
 from mtsa.models.dtype import check_dtype_name, choose_dtype, chosen_dtypes
-from mtsa.models.spec import parse_spec
-from mtsa.rollout.job import help_text
+from mtsa.models.registry import check_model
 
 
 @dataclass
@@ -57,7 +57,7 @@ class AttackerSFTConfig:
     def __post_init__(self) -> None:
         if not self.data or not self.out:
             raise MtsaError("--data FILE.jsonl and --out DIR are required")
-        spec = parse_spec(self.model)
+        spec = check_model(self.model)
         if spec.kind == "openai":
             raise MtsaError("--model must be a local model (embedded or hf:...), not an API endpoint")
         if spec.adapter:
@@ -70,7 +70,7 @@ class AttackerSFTConfig:
 
 
 def base_model_path(spec_text: str) -> str:
-    spec = parse_spec(spec_text)
+    spec = check_model(spec_text)
     if spec.kind == "embedded":
         from mtsa.models.embedded import chat_model_dir
 
