@@ -33,14 +33,14 @@ from mtsa.models.base import SamplingParams
 from mtsa.models.dtype import chosen_dtypes, describe_machine
 from mtsa.models.embedded import chat_model_dir
 from mtsa.models.hf import HFChatModel
-from mtsa.rollout.engine import RolloutSettings, run_dialogues
+from mtsa.rollout.engine import Rollout, RolloutSettings, run_dialogues
 
 
 def timed_run(attacker: HFChatModel, target: HFChatModel, judge, goals,
               settings: RolloutSettings) -> tuple[float, list]:
     finished: list = []
     start = time.perf_counter()
-    run_dialogues(goals, attacker, target, judge, settings, finished.append)
+    run_dialogues([Rollout.of(g) for g in goals], attacker, target, judge, settings, finished.append)
     return time.perf_counter() - start, finished
 
 

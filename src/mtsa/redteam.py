@@ -11,6 +11,7 @@ from mtsa.goals.loaders import load_goals
 from mtsa.judges.registry import check_judge
 from mtsa.models.registry import check_model, load_model
 from mtsa.report.summary import format_table, summarize
+from mtsa.rollout.engine import Rollout
 from mtsa.rollout.job import RolloutConfig, load_target_and_judge, run_into_folder
 from mtsa.rollout.run_folder import RunFolder
 
@@ -38,7 +39,7 @@ def run_redteam(config: RedteamConfig) -> dict:
     attacker = load_model(attacker_spec)
     target, judge = load_target_and_judge(target_spec, config.judge, (attacker_spec, attacker))
     folder.start(config.resolved(str(out)))
-    dialogues = run_into_folder(folder, goals, attacker, target, judge, config.settings())
+    dialogues = run_into_folder(folder, [Rollout.of(g) for g in goals], attacker, target, judge, config.settings())
 
     summary = summarize(dialogues, turns=config.turns, threshold=config.threshold, judge=judge.name,
                         attacker=attacker.name, target=target.name, goals=config.goals)

@@ -9,7 +9,7 @@ from mtsa.goals.loaders import Goal
 from mtsa.judges.base import JudgeItem
 from mtsa.models.base import Reply, SamplingParams
 from mtsa.models.hf import HFChatModel
-from mtsa.rollout.engine import RolloutSettings, run_dialogues
+from mtsa.rollout.engine import Rollout, RolloutSettings, run_dialogues
 
 
 class ScriptedAttacker:
@@ -63,7 +63,7 @@ def goals(n):
 
 def run(attacker, target, judge, settings, n):
     finished = []
-    run_dialogues(goals(n), attacker, target, judge, settings, finished.append)
+    run_dialogues([Rollout.of(g) for g in goals(n)], attacker, target, judge, settings, finished.append)
     return finished
 
 
@@ -200,3 +200,22 @@ def test_a_dialogue_is_the_same_at_any_concurrency(tiny_model_dir):
     batched = {d.goal_id: d for d in run(ScriptedAttacker(), target, ScriptedJudge(),
                                          replace(settings, concurrency=3), 3)}
     assert [t.reply for t in alone["g1"].turns] == [t.reply for t in batched["g1"].turns]
+
+
+def test_rollouts_of_one_goal_are_told_apart_by_their_own_id(target):
+    """Two rollouts of the same goal (one per strategy, as synthesis runs them) keep the goal's id
+    in their records, have ids of their own, and draw from different seeds."""
+    goal = Goal(id="g0", goal="goal0")
+    seen: list[tuple[int, ...]] = []
+
+    class SeedRecordingAttacker(ScriptedAttacker):
+        def generate(self, conversations, params):
+            seen.append(params.seeds)
+            return super().generate(conversations, params)
+
+    finished = []
+    rollouts = [Rollout("g0:role_play", goal, "role_play"), Rollout("g0:purpose_inversion", goal, "purpose_inversion")]
+    run_dialogues(rollouts, SeedRecordingAttacker(), target, ScriptedJudge(), replace(SETTINGS, turns=1), finished.append)
+    assert sorted((d.goal_id, d.rollout_id, d.assigned_strategy) for d in finished) == [
+        ("g0", "g0:purpose_inversion", "purpose_inversion"), ("g0", "g0:role_play", "role_play")]
+    assert len(set(seen[0])) == 2

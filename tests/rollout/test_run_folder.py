@@ -50,3 +50,10 @@ def test_the_config_records_each_loaded_models_dtype_and_why(tmp_path, monkeypat
     folder.start({"target": "x"})
     written = json.loads((folder.path / "config.json").read_text())
     assert written["dtypes"] == {"the-target": {"dtype": "float32", "reason": "set explicitly"}}
+
+
+def test_records_written_before_rollout_ids_load_with_the_goal_id(tmp_path):
+    data = record("g1").to_json()
+    del data["rollout_id"]
+    assert DialogueRecord.from_json(data).rollout_id == "g1"
+    assert DialogueRecord.from_json(record("g2").to_json()) == record("g2")

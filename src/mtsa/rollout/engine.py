@@ -37,28 +37,51 @@ class RolloutSettings:
     attacker_prefill: bool = True  # start each attacker turn with "Thinking k:" (see `_attacker_prompt`)
 
 
+@dataclass(frozen=True)
+class Rollout:
+    """One dialogue to run: its own id (what seeds and resumes key on), the goal it attacks, and
+    optionally the strategy the attacker is told to use. Several rollouts may share a goal
+    (one per strategy in data synthesis)."""
+
+    id: str
+    goal: Goal
+    strategy: str | None = None
+
+    @classmethod
+    def of(cls, goal: Goal) -> Rollout:
+        """The plain rollout of a goal: one dialogue, keyed by the goal's id."""
+        return cls(goal.id, goal)
+
+
+@dataclass(frozen=True)
+class AskedTurn:
+    """An attacker turn that parsed, waiting for the target's reply."""
+
+    attack: AttackTurn
+    generation: Reply  # the attacker's raw generation (its token counts go into the record)
+
+
 @dataclass(eq=False)  # compared by identity
-class _Live:
+class LiveDialogue:
     """A dialogue in progress: both sides' chats and the turns so far."""
 
     record: DialogueRecord
     attacker_chat: Conversation
     target_chat: Conversation = field(default_factory=list)
     retries: int = 0  # resamples of the current attacker turn so far
-    asked: tuple[AttackTurn, Reply] | None = None  # the parsed attacker turn awaiting the target's reply
+    asked: AskedTurn | None = None
 
 
 # The attacker should stop once it has asked; these mark it running on into another turn.
 ATTACKER_STOP = ("\nThinking", "\nTarget:")
 
 
-def run_dialogues(goals: Iterable[Goal], attacker: ChatModel, target: ChatModel, judge: Judge,
-                  settings: RolloutSettings, on_finish: Callable[[DialogueRecord], None],
-                  strategy_for: Callable[[Goal], str | None] = lambda goal: None) -> None:
-    """Red-team every goal; call `on_finish` with each dialogue as soon as it is done.
+def run_dialogues(rollouts: Iterable[Rollout], attacker: ChatModel, target: ChatModel, judge: Judge,
+                  settings: RolloutSettings, on_finish: Callable[[DialogueRecord], None]) -> None:
+    """Run every rollout; call `on_finish` with each dialogue as soon as it is done.
 
-    `strategy_for` tells the attacker which strategy to use per goal (data synthesis);
-    by default it chooses for itself.
+    A rollout's strategy, when it has one, is imposed on the attacker (data synthesis); by
+    default the attacker chooses for itself.
 
     An attacker turn that does not parse is resampled in the next step, batched with the
     other dialogues' turns, rather than in a shrinking batch of its own (see `_draws` for how
@@ -69,14 +92,13 @@ def run_dialogues(goals: Iterable[Goal], attacker: ChatModel, target: ChatModel,
     seeded per dialogue (`_seed`), so this changes when a turn is generated, not what it says
     (up to rounding: batches of other shapes can round a row's logits differently).
     """
-    queue = deque(goals)
-    live: list[_Live] = []
+    queue = deque(rollouts)
+    live: list[LiveDialogue] = []
     prefill = settings.attacker_prefill and getattr(attacker, "can_prefill", False)
     target_batch = (settings.concurrency + 1) // 2  # 1 at concurrency 1: every question at once
     while queue or live:
         while queue and len(live) < settings.concurrency:
-            goal = queue.popleft()
-            live.append(_start(goal, strategy_for(goal), settings))
+            live.append(_start(queue.popleft(), settings))
         drawing = [d for d in live if d.asked is None]
         finished = _attack(drawing, attacker, settings, prefill) if drawing else []
         waiting = [d for d in live if d.asked is not None]
@@ -93,7 +115,7 @@ def run_dialogues(goals: Iterable[Goal], attacker: ChatModel, target: ChatModel,
             on_finish(dialogue.record)
 
 
-def _attack(drawing: list[_Live], attacker: ChatModel, settings: RolloutSettings, prefill: bool) -> list[_Live]:
+def _attack(drawing: list[LiveDialogue], attacker: ChatModel, settings: RolloutSettings, prefill: bool) -> list[LiveDialogue]:
     """One batched attacker call for the dialogues that need a turn: each keeps its first draw
     that parses (in `asked`); return the dialogues that ran out of format resamples."""
     draws = _draws(drawing, settings)
@@ -101,7 +123,7 @@ def _attack(drawing: list[_Live], attacker: ChatModel, settings: RolloutSettings
     seeds = tuple(_seed(settings, d, "attacker", attempt) for d, attempt in rows)
     params = replace(settings.attacker_sampling, seeds=seeds, stop=ATTACKER_STOP)
     replies = iter(attacker.generate([_attacker_prompt(d, prefill) for d, _ in rows], params))
-    failed: list[_Live] = []
+    failed: list[LiveDialogue] = []
     for dialogue, n in zip(drawing, draws):
         candidates = [next(replies) for _ in range(n)]
         prefix = _next_turn_prefix(dialogue) + " " if prefill else ""
@@ -109,7 +131,7 @@ def _attack(drawing: list[_Live], attacker: ChatModel, settings: RolloutSettings
                        if (attack := parse_attack(prefix + reply.text)) is not None), None)
         if parsed is not None:
             dialogue.retries += parsed[0]  # the failed draws before it
-            dialogue.asked = parsed[1], parsed[2]
+            dialogue.asked = AskedTurn(attack=parsed[1], generation=parsed[2])
         else:
             dialogue.retries += n
             if dialogue.retries > settings.format_retries:
@@ -118,7 +140,7 @@ def _attack(drawing: list[_Live], attacker: ChatModel, settings: RolloutSettings
     return failed
 
 
-def _attacker_prompt(dialogue: _Live, prefill: bool) -> Conversation:
+def _attacker_prompt(dialogue: LiveDialogue, prefill: bool) -> Conversation:
     """The attacker's chat, and with `prefill` its next message already begun: "Thinking k:".
 
     A model then only has to continue the format instead of choosing to start it. Measured on
@@ -130,11 +152,11 @@ def _attacker_prompt(dialogue: _Live, prefill: bool) -> Conversation:
     return dialogue.attacker_chat + [{"role": "assistant", "content": _next_turn_prefix(dialogue)}]
 
 
-def _next_turn_prefix(dialogue: _Live) -> str:
+def _next_turn_prefix(dialogue: LiveDialogue) -> str:
     return turn_prefix(len(dialogue.record.turns) + 1)
 
 
-def _draws(drawing: list[_Live], settings: RolloutSettings) -> list[int]:
+def _draws(drawing: list[LiveDialogue], settings: RolloutSettings) -> list[int]:
     """Attacker samples to draw for each dialogue in this call: one each, and the batch's idle
     rows (left by dialogues waiting for the target, or by a shrinking pool once the queue is
     empty) go to dialogues whose current turn already failed to parse, as resamples drawn at
@@ -153,32 +175,36 @@ def _draws(drawing: list[_Live], settings: RolloutSettings) -> list[int]:
     return draws
 
 
-def _seed(settings: RolloutSettings, dialogue: _Live, role: str, attempt: int = 0) -> int:
-    """A sampling seed for one generation of one dialogue: its goal, turn, role and attempt.
+def _seed(settings: RolloutSettings, dialogue: LiveDialogue, role: str, attempt: int = 0) -> int:
+    """A sampling seed for one generation of one dialogue: its rollout id, turn, role and attempt.
 
     Per row rather than per batched call, so that a dialogue's text does not depend on which
     other dialogues shared its batches: the same at any concurrency, and after a resume.
     """
-    key = f"{settings.seed}|{dialogue.record.goal_id}|{len(dialogue.record.turns) + 1}|{role}|{attempt}"
+    key = f"{settings.seed}|{dialogue.record.rollout_id}|{len(dialogue.record.turns) + 1}|{role}|{attempt}"
     return zlib.crc32(key.encode())
 
 
-def _start(goal: Goal, strategy: str | None, settings: RolloutSettings) -> _Live:
-    target_chat = [{"role": "system", "content": settings.target_system_prompt}] if settings.target_system_prompt else []
-    record = DialogueRecord(goal.id, goal.goal, goal.category, assigned_strategy=strategy)
-    return _Live(record, attacker_opening(goal.goal, settings.turns, strategy), target_chat)
+def _start(rollout: Rollout, settings: RolloutSettings) -> LiveDialogue:
+    system = settings.target_system_prompt
+    target_chat = [{"role": "system", "content": system}] if system else []
+    goal = rollout.goal
+    record = DialogueRecord(goal.id, goal.goal, goal.category, assigned_strategy=rollout.strategy,
+                            rollout_id=rollout.id)
+    return LiveDialogue(record, attacker_opening(goal.goal, settings.turns, rollout.strategy), target_chat)
 
 
-def _answer_and_judge(waiting: list[_Live], target: ChatModel, judge: Judge, settings: RolloutSettings) -> None:
+def _answer_and_judge(waiting: list[LiveDialogue], target: ChatModel, judge: Judge, settings: RolloutSettings) -> None:
     """Send every waiting question to the target in one batch, judge every reply in one batch."""
     for dialogue in waiting:
-        dialogue.target_chat.append({"role": "user", "content": dialogue.asked[0].question})
+        dialogue.target_chat.append({"role": "user", "content": dialogue.asked.attack.question})
     seeds = tuple(_seed(settings, d, "target") for d in waiting)
     replies = target.generate([d.target_chat for d in waiting], replace(settings.target_sampling, seeds=seeds))
     scores = judge.score([JudgeItem(goal=d.record.goal, reply=r.text, history=list(d.target_chat))
                           for d, r in zip(waiting, replies)])
     for dialogue, reply, score in zip(waiting, replies, scores):
-        (attack, attacker_reply), dialogue.asked = dialogue.asked, None
+        attack, attacker_reply = dialogue.asked.attack, dialogue.asked.generation
+        dialogue.asked = None
         turn = len(dialogue.record.turns) + 1
         dialogue.target_chat.append({"role": "assistant", "content": reply.text})
         dialogue.attacker_chat += attacker_exchange(attack, turn, reply.text)

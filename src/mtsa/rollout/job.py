@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable
 
 from tqdm import tqdm
 
 from mtsa.config import help_text
 from mtsa.errors import MtsaError
-from mtsa.goals.loaders import Goal
 from mtsa.judges.base import Judge
 from mtsa.judges.registry import load_judge
 from mtsa.models.base import ChatModel, SamplingParams
 from mtsa.models.registry import load_model
 from mtsa.models.spec import ModelSpec
-from mtsa.rollout.engine import RolloutSettings, run_dialogues
+from mtsa.rollout.engine import Rollout, RolloutSettings, run_dialogues
 from mtsa.rollout.records import DialogueRecord
 from mtsa.rollout.run_folder import RunFolder
 
@@ -87,22 +85,21 @@ def load_target_and_judge(target_spec: ModelSpec, judge_name: str,
     return target, load_judge(judge_name)
 
 
-def run_into_folder(folder: RunFolder, goals: list[Goal], attacker: ChatModel, target: ChatModel, judge: Judge,
-                    settings: RolloutSettings,
-                    strategy_for: Callable[[Goal], str | None] = lambda goal: None) -> list[DialogueRecord]:
-    """Run the goals not finished yet, appending each dialogue as it ends; return all of this
-    goal set's dialogues in the folder (earlier runs' included, so a resumed run reports on all)."""
+def run_into_folder(folder: RunFolder, rollouts: list[Rollout], attacker: ChatModel, target: ChatModel,
+                    judge: Judge, settings: RolloutSettings) -> list[DialogueRecord]:
+    """Run the rollouts not finished yet, appending each dialogue as it ends; return all of these
+    rollouts' dialogues in the folder (earlier runs' included, so a resumed run reports on all)."""
     _seed_everything(settings.seed)
-    done = {d.goal_id for d in folder.finished()}
-    remaining = [g for g in goals if g.id not in done]
-    with tqdm(total=len(goals), initial=len(goals) - len(remaining), desc="dialogues", unit="dlg") as bar:
+    done = {d.rollout_id for d in folder.finished()}
+    remaining = [r for r in rollouts if r.id not in done]
+    with tqdm(total=len(rollouts), initial=len(rollouts) - len(remaining), desc="dialogues", unit="dlg") as bar:
         def finish(record: DialogueRecord) -> None:
             folder.append(record)
             bar.update(1)
 
-        run_dialogues(remaining, attacker, target, judge, settings, finish, strategy_for)
-    wanted = {g.id for g in goals}
-    return [d for d in folder.finished() if d.goal_id in wanted]
+        run_dialogues(remaining, attacker, target, judge, settings, finish)
+    wanted = {r.id for r in rollouts}
+    return [d for d in folder.finished() if d.rollout_id in wanted]
 
 
 def _seed_everything(seed: int) -> None:

@@ -33,6 +33,11 @@ class DialogueRecord:
     format_failure: bool = False  # dropped: the attacker's turn did not parse after all retries
     stopped_early: bool = False  # ended at its first unsafe reply (stop_on_unsafe)
     assigned_strategy: str | None = None  # the strategy the attacker was told to use (synthesis)
+    rollout_id: str = ""  # this dialogue's own id; the goal id unless several dialogues share a goal
+
+    def __post_init__(self) -> None:
+        if not self.rollout_id:  # records written before rollout ids existed
+            self.rollout_id = self.goal_id
 
     def first_unsafe_turn(self, threshold: float = 0.5) -> int | None:
         """1-based turn of the first reply judged unsafe, or None."""

@@ -36,6 +36,7 @@ def sft_example(record: DialogueRecord, max_turns: int, threshold: float) -> dic
         "messages": attacker_messages(record, max_turns),
         "goal": record.goal,
         "goal_id": record.goal_id,
+        "rollout_id": record.rollout_id,
         "category": record.category,
         "strategy": record.assigned_strategy or _dominant_strategy(record),
         "success": record.first_unsafe_turn(threshold) is not None,

@@ -19,9 +19,10 @@ from mtsa.attacker.strategies import STRATEGIES
 from mtsa.attacker.templates import TemplateAttacker
 from mtsa.config import help_text
 from mtsa.errors import MtsaError
-from mtsa.goals.loaders import Goal, load_goals
+from mtsa.goals.loaders import load_goals
 from mtsa.judges.registry import check_judge
 from mtsa.models.registry import check_model, load_model
+from mtsa.rollout.engine import Rollout
 from mtsa.rollout.job import RolloutConfig, load_target_and_judge, run_into_folder
 from mtsa.rollout.run_folder import RunFolder
 from mtsa.synth.dataset import attacker_text, sft_example
@@ -60,7 +61,7 @@ class SynthConfig(RolloutConfig):
 def run_synth(config: SynthConfig) -> dict:
     """Synthesize, select and write the dataset; return the selection report."""
     goals = load_goals(config.goals, config.limit)
-    tasks = {f"{goal.id}:{strategy}": (goal, strategy) for goal in goals for strategy in config.strategy_list()}
+    rollouts = [Rollout(f"{goal.id}:{strategy}", goal, strategy) for goal in goals for strategy in config.strategy_list()]
     generator_spec = None if config.offline_templates else check_model(config.generator)
     target_spec = check_model(config.target)
     check_judge(config.judge)
@@ -79,9 +80,7 @@ def run_synth(config: SynthConfig) -> dict:
         shared = (generator_spec, generator)
     target, judge = load_target_and_judge(target_spec, config.judge, shared)
     folder.start(config.resolved(str(out)))
-    as_goals = [Goal(id=key, goal=goal.goal, category=goal.category) for key, (goal, _) in tasks.items()]
-    dialogues = run_into_folder(folder, as_goals, generator, target, judge, config.settings(),
-                                strategy_for=lambda g: tasks[g.id][1])
+    dialogues = run_into_folder(folder, rollouts, generator, target, judge, config.settings())
 
     kept = [d for d in dialogues if not d.format_failure and
             (config.keep_all or d.first_unsafe_turn(config.threshold) is not None)]
