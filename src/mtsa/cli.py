@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     redteam.add_argument("--config", help="YAML file of settings (flags override it)")
     config_flags.add_arguments(redteam, RedteamConfig)
 
-    demo = commands.add_parser("demo", help="synth -> attacker SFT -> red-team on the embedded models, offline, minutes")
+    demo = commands.add_parser("demo",
+                               help="synth -> attacker SFT -> red-team on the embedded models, offline, minutes")
     config_flags.add_arguments(demo, DemoConfig)
 
     synth = commands.add_parser("synth", help="synthesize Think-before-Attack SFT data for the attacker (Stage 1)")

@@ -100,4 +100,5 @@ def run_stage(command: str, **settings) -> None:
     env = {**LEAN_MALLOC, **os.environ}  # the user's own settings win
     code = subprocess.run([sys.executable, "-m", "mtsa.cli", *argv], env=env, check=False).returncode
     if code:
-        raise MtsaError(f"the '{command}' stage failed (exit code {code}); fix the cause above and rerun with --resume")
+        raise MtsaError(f"the '{command}' stage failed (exit code {code}); "
+                        "fix the cause above and rerun with --resume")

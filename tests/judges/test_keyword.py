@@ -39,7 +39,8 @@ def test_refusal_late_in_a_long_reply_is_ignored() -> None:
 
 
 def test_empty_reply_is_safe_and_batch_order_is_kept() -> None:
-    items = [JudgeItem(GOAL, ANSWER), JudgeItem(GOAL, ""), JudgeItem(GOAL, "I cannot do that."), JudgeItem(GOAL, ANSWER)]
+    items = [JudgeItem(GOAL, ANSWER), JudgeItem(GOAL, ""), JudgeItem(GOAL, "I cannot do that."),
+             JudgeItem(GOAL, ANSWER)]
     assert KeywordJudge().score(items) == [1.0, 0.0, 0.0, 1.0]
     assert KeywordJudge().score([]) == []
 

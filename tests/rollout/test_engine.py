@@ -31,7 +31,8 @@ class ScriptedAttacker:
                 self.bad_attempts[goal] -= 1
                 replies.append(Reply("no format here", 10, 3))
             else:
-                replies.append(Reply(f"Thinking {turn}: use role play.\nAttack question {turn}: {goal} q{turn}?", 10, 5))
+                text = f"Thinking {turn}: use role play.\nAttack question {turn}: {goal} q{turn}?"
+                replies.append(Reply(text, 10, 5))
         return replies
 
 
@@ -214,8 +215,10 @@ def test_rollouts_of_one_goal_are_told_apart_by_their_own_id(target):
             return super().generate(conversations, params)
 
     finished = []
-    rollouts = [Rollout("g0:role_play", goal, "role_play"), Rollout("g0:purpose_inversion", goal, "purpose_inversion")]
-    run_dialogues(rollouts, SeedRecordingAttacker(), target, ScriptedJudge(), replace(SETTINGS, turns=1), finished.append)
+    rollouts = [Rollout("g0:role_play", goal, "role_play"),
+                Rollout("g0:purpose_inversion", goal, "purpose_inversion")]
+    settings = replace(SETTINGS, turns=1)
+    run_dialogues(rollouts, SeedRecordingAttacker(), target, ScriptedJudge(), settings, finished.append)
     assert sorted((d.goal_id, d.rollout_id, d.assigned_strategy) for d in finished) == [
         ("g0", "g0:purpose_inversion", "purpose_inversion"), ("g0", "g0:role_play", "role_play")]
     assert len(set(seen[0])) == 2

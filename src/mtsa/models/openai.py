@@ -132,7 +132,8 @@ class OpenAIChatModel:
         try:
             response = httpx.get(url, headers=self._headers(), timeout=CHECK_TIMEOUT_S)
         except httpx.HTTPError as exc:
-            raise MtsaError(f"cannot reach the OpenAI-compatible server at {self.base_url}: {self._describe(exc)}") from None
+            raise MtsaError(f"cannot reach the OpenAI-compatible server at {self.base_url}: "
+                            f"{self._describe(exc)}") from None
         if response.status_code in (401, 403):
             raise MtsaError(self._auth_message(response.status_code))
 

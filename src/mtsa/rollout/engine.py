@@ -115,7 +115,8 @@ def run_dialogues(rollouts: Iterable[Rollout], attacker: ChatModel, target: Chat
             on_finish(dialogue.record)
 
 
-def _attack(drawing: list[LiveDialogue], attacker: ChatModel, settings: RolloutSettings, prefill: bool) -> list[LiveDialogue]:
+def _attack(drawing: list[LiveDialogue], attacker: ChatModel, settings: RolloutSettings,
+            prefill: bool) -> list[LiveDialogue]:
     """One batched attacker call for the dialogues that need a turn: each keeps its first draw
     that parses (in `asked`); return the dialogues that ran out of format resamples."""
     draws = _draws(drawing, settings)

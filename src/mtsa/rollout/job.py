@@ -30,8 +30,10 @@ class RolloutConfig:
     """Settings every rollout job has. Defaults follow the paper's released code where it has one."""
 
     target: str = field(default="embedded", metadata=help_text("target model spec"))
-    judge: str = field(default="embedded", metadata=help_text("judge: embedded, keyword, llama-guard[:MODEL], llm:SPEC"))
-    goals: str = field(default="builtin", metadata=help_text("goal source: builtin, FILE.json/.jsonl/.csv or hf:NAME[:SPLIT]"))
+    judge: str = field(default="embedded", metadata=help_text(
+        "judge: embedded, keyword, llama-guard[:MODEL], llm:SPEC"))
+    goals: str = field(default="builtin", metadata=help_text(
+        "goal source: builtin, FILE.json/.jsonl/.csv or hf:NAME[:SPLIT]"))
     turns: int = field(default=5, metadata=help_text("attacker turns per dialogue (H)"))
     resume: bool = field(default=False, metadata=help_text("finish an interrupted run in --out"))
     limit: int | None = field(default=None, metadata=help_text("use only the first K goals"))

@@ -39,7 +39,8 @@ class SynthConfig(RolloutConfig):
     generator: str = field(default="embedded", metadata=help_text("model spec of the model playing the attacker"))
     offline_templates: bool = field(default=False, metadata=help_text(
         "compose attacker turns from the project's templates instead of a generator model (offline bootstrap)"))
-    strategies: str = field(default=STRATEGY_NAMES, metadata=help_text("comma-separated strategies, one dialogue each per goal"))
+    strategies: str = field(default=STRATEGY_NAMES, metadata=help_text(
+        "comma-separated strategies, one dialogue each per goal"))
     out: str | None = field(default=None, metadata=help_text("SFT dataset to write (JSONL)"))
     top_k: int | None = field(default=None, metadata=help_text("keep the K most diverse dialogues"))
     keep_all: bool = field(default=False, metadata=help_text("keep failed dialogues too (labelled success=false)"))
@@ -61,7 +62,8 @@ class SynthConfig(RolloutConfig):
 def run_synth(config: SynthConfig) -> dict:
     """Synthesize, select and write the dataset; return the selection report."""
     goals = load_goals(config.goals, config.limit)
-    rollouts = [Rollout(f"{goal.id}:{strategy}", goal, strategy) for goal in goals for strategy in config.strategy_list()]
+    rollouts = [Rollout(f"{goal.id}:{strategy}", goal, strategy)
+                for goal in goals for strategy in config.strategy_list()]
     generator_spec = None if config.offline_templates else check_model(config.generator)
     target_spec = check_model(config.target)
     check_judge(config.judge)

@@ -35,8 +35,10 @@ class AttackerSFTConfig:
     full_finetune: bool = field(default=False, metadata=help_text("train all weights instead of a LoRA adapter"))
     lora_r: int = field(default=16, metadata=help_text("LoRA rank"))
     lora_alpha: int = field(default=32, metadata=help_text("LoRA alpha"))
-    lora_dropout: float = field(default=0.0, metadata=help_text("LoRA dropout (each adapted layer then draws a mask: slow on CPU)"))
-    lora_target_modules: str = field(default="all-linear", metadata=help_text("LoRA target modules (comma-separated or all-linear)"))
+    lora_dropout: float = field(default=0.0, metadata=help_text(
+        "LoRA dropout (each adapted layer then draws a mask: slow on CPU)"))
+    lora_target_modules: str = field(default="all-linear", metadata=help_text(
+        "LoRA target modules (comma-separated or all-linear)"))
     lora_layers: int = field(default=0, metadata=help_text(
         "put LoRA only on the top N transformer layers (0: all); back-propagation then stops at the lowest one"))
     dtype: str = field(default="auto", metadata=help_text(
@@ -47,7 +49,8 @@ class AttackerSFTConfig:
     lr_scheduler: str = field(default="cosine", metadata=help_text("learning-rate schedule"))
     warmup_ratio: float = field(default=0.1, metadata=help_text("share of steps spent warming up"))
     batch_size: int = field(default=2, metadata=help_text("dialogues per device per step"))
-    gradient_accumulation: int = field(default=4, metadata=help_text("steps per update (effective batch = batch_size x this x devices)"))
+    gradient_accumulation: int = field(default=4, metadata=help_text(
+        "steps per update (effective batch = batch_size x this x devices)"))
     max_length: int = field(default=2048, metadata=help_text("tokens per dialogue; longer ones are truncated"))
     max_steps: int = field(default=-1, metadata=help_text("stop after N updates (-1: run all epochs)"))
     seed: int = field(default=0, metadata=help_text("random seed"))
