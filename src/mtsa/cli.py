@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 
 from mtsa import config as config_flags
 from mtsa.errors import MtsaError
@@ -55,8 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="mtsa: %(levelname)s: %(message)s")
     logging.getLogger("mtsa").setLevel(logging.INFO)  # our own notes (dtype chosen, retries); libraries stay quiet
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    _quiet_libraries()
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
@@ -66,6 +66,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("mtsa: interrupted; finished dialogues are saved, rerun with --resume to finish\n")
         return 130
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal to our own progress and results: libraries' per-step progress bars
+    (dataset preprocessing, downloads) and deprecation notices about their own internals say
+    nothing a user can act on. Set at the command line only; library users keep the defaults,
+    and an environment variable the user set wins."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    # peft and trl read this deprecated transformers property; nothing for the user to change
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 def _run(args: argparse.Namespace) -> int:

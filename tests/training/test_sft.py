@@ -42,6 +42,22 @@ def test_sft_cli_trains_a_lora_adapter_usable_as_an_attacker(data, tmp_path, tin
     assert attacker.generate([ROW["messages"][:2]], SamplingParams(max_new_tokens=3, seed=0))[0].completion_tokens > 0
 
 
+def test_the_terminal_shows_our_progress_and_results_not_library_noise(data, tmp_path, tiny_model_dir):
+    """Run as a user would (a fresh process, so no test harness hides warnings)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "adapter"
+    command = [sys.executable, "-c", "import sys; from mtsa.cli import main; sys.exit(main())", "sft",
+               "--data", str(data), "--model", f"hf:{tiny_model_dir}", "--out", str(out),
+               "--max-steps", "1", "--batch-size", "2", "--gradient-accumulation", "1", "--gradient-checkpointing"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for noise in ("Warning", "pin_memory", "Truncating train dataset", "Dropping fully masked", "Map:"):
+        assert noise not in result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["steps"] == 1
+
+
 @pytest.mark.parametrize("content, message", [
     ("", "no rows"),
     ("{not json\n", "malformed JSON on line 1"),
