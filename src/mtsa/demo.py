@@ -78,8 +78,8 @@ def run_demo(config: DemoConfig) -> dict:
 
 
 # glibc malloc settings for the stage processes: one arena, and tensors over 1 MiB in their own
-# mappings handed back on free. Measured on the SFT stage (8 steps): peak RSS 2.53 GB instead of
-# 3.37 GB (the default arenas keep freed activation buffers), 5% slower. Ignored elsewhere.
+# mappings handed back on free, because the default arenas keep freed activation buffers and
+# the SFT stage's peak memory grows by a third (benchmarks/RESULTS.md). Ignored elsewhere.
 LEAN_MALLOC = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "1048576", "MALLOC_TRIM_THRESHOLD_": "0"}
 
 

@@ -69,7 +69,7 @@ def read_system_prompt(text: str) -> tuple[str, str | None]:
 
 
 # Small models copy a worked example far more reliably than they follow a described format
-# (measured on the embedded 135M model: 7/16 first attempts parse with it, 1/16 without).
+# (benchmarks/RESULTS.md).
 EXAMPLE_TURN = AttackTurn(
     thought="A direct request would be refused, so I start with purpose inversion and ask how defenders "
             "recognise the problem.",

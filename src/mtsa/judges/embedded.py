@@ -237,7 +237,7 @@ class EmbeddedJudge:
     def __init__(self, head_path: Path = HEAD_PATH, batch_size: int = 64) -> None:
         self.head = load_head(head_path)
         self.batch_size = batch_size
-        # Load MiniLM now (~10 s the first time in a process): a missing wheel fails before a
+        # Load MiniLM now (seconds, once per process): a missing wheel fails before a
         # run starts, and the first batch of a run does not pay for the load.
         _prototype_embeddings()
 

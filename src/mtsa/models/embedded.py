@@ -93,7 +93,7 @@ def load_sentence_encoder():
     """all-MiniLM-L6-v2 as a SentenceTransformer on the CPU, loaded once per process.
 
     In the dtype the hardware rule picks (`dtype.py`; MTSA_DTYPE overrides it): where the CPU
-    computes bf16 natively it encodes faster than fp32, with embeddings within cosine 0.9999.
+    computes bf16 natively it encodes faster than fp32, with embeddings that agree to rounding.
     """
     global _ENCODER
     if _ENCODER is None:

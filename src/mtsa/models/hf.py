@@ -87,8 +87,8 @@ class HFChatModel:
         keys and values of a shared prompt `prefix` (or None where the model cannot take one).
 
         Preallocated because transformers' default cache concatenates every layer's keys and
-        values at each decoded token, which took over a third of batched decoding time on this
-        CPU. The prefix: attacker prompts of a run share a long system prompt (strategies,
+        values at each decoded token: a copy of the whole cache per step, which grows with batch
+        and length. The prefix: attacker prompts of a run share a long system prompt (strategies,
         format, example) and differ only after it; computing it once, and remembering it
         across calls, removes most of the prefill, which batching alone cannot speed up.
         """
@@ -165,7 +165,7 @@ class HFChatModel:
 
 
 PREFILL_ONLY = SamplingParams(temperature=0, max_new_tokens=1)
-MIN_PREFILL_SAVING = 512  # token positions (~1 s of prefill on the 2-core CPU) to justify a call
+MIN_PREFILL_SAVING = 512  # padded token positions a separate prefill call must save to pay for itself
 
 
 def _rows_to_prefill_first(new_tokens: list[int]) -> list[int]:

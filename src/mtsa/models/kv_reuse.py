@@ -2,14 +2,14 @@
 what is new.
 
 A multi-turn rollout sends each dialogue back to the model many times, each prompt extending
-the last: a resampled attacker turn repeats its prompt exactly, and the next turn adds only
-the latest exchange. Without this cache every call prefills every dialogue's whole history
-again (after the batch's shared system prompt, which `hf.py` caches separately): measured on
-the 2-core CPU, a turn-2 attacker call at batch 16 spent 4.8 s of 10.4 s on that. Here the
-HF backend stores each row's keys and values after a call (prompt and reply), and the next
-call reuses the longest run of tokens a new prompt shares with a stored one, as vLLM's
-prefix caching does. A token's keys and values depend only on the tokens before it, so a
-reused run gives what a fresh prefill would (up to rounding).
+the last: a resampled attacker turn repeats its prompt exactly, and the next turn adds only the
+latest exchange. Without this cache every call prefills every dialogue's whole history again
+(after the batch's shared system prompt, which `hf.py` caches separately), a large share of a
+later turn's time on a CPU (benchmarks/RESULTS.md). Here the HF backend stores each row's keys
+and values after a call (prompt and reply), and the next call reuses the longest run of tokens
+a new prompt shares with a stored one, as vLLM's prefix caching does. A token's keys and values
+depend only on the tokens before it, so a reused run gives what a fresh prefill would (up to
+rounding).
 
 Entries are evicted least recently used first, within a memory budget.
 """

@@ -2,13 +2,14 @@
 
 When the HF backend generates for prompts that start with the same tokens (every attacker
 prompt of a run starts with the same long system prompt), each row of the KV cache holds an
-identical copy of that prefix's keys and values, and transformers' SDPA reads every copy: at
-batch 16 with a 560-token prefix that was ~45 ms of a ~148 ms decoding step on a 2-core CPU.
-Here, at each decoding step, the queries of all rows attend to row 0's prefix in one call
-(one block of batch x heads queries against one block of keys, as in Hydragen), each row's
-queries attend to its own keys after the prefix in a second call, and the two results are
-merged by their log-sum-exp weights, which is exactly softmax attention over all the keys.
-Prefill, and batches without a shared prefix, run transformers' SDPA unchanged.
+identical copy of that prefix's keys and values, and transformers' SDPA reads every copy, so
+attention's memory traffic grows with batch x prefix length (a large share of a batched CPU
+decoding step; benchmarks/RESULTS.md). Here, at each decoding step, the queries of all rows
+attend to row 0's prefix in one call (one block of batch x heads queries against one block of
+keys, as in Hydragen), each row's queries attend to its own keys after the prefix in a second
+call, and the two results are merged by their log-sum-exp weights, which is exactly softmax
+attention over all the keys. Prefill, and batches without a shared prefix, run transformers'
+SDPA unchanged.
 
 It builds on the CPU flash-attention kernel that `scaled_dot_product_attention` itself uses
 on CPU, because that kernel also returns the log-sum-exp the merge needs; on other devices

@@ -1,14 +1,13 @@
 """Temperature + top-p (nucleus) sampling that is cheap on a CPU with a large vocabulary.
 
 transformers' sampler sorts the whole vocabulary for top-p, then draws with
-`torch.multinomial`, which draws one exponential variate per vocabulary entry: together
-~22 ms of a ~148 ms batch-16 decoding step with the embedded model's 49k-token vocabulary
-(profiled). The nucleus is much smaller: with top-p 0.95 at temperature 1, the embedded model's
-attacker turns had a median nucleus of ~300 tokens and 99.5% within 4,096. So `NucleusSampler`
+`torch.multinomial`, which draws one exponential variate per vocabulary entry: at every
+decoding step, for every row, work proportional to the vocabulary (49k tokens for the
+embedded model). The nucleus is usually far smaller than the vocabulary, so `NucleusSampler`
 sorts only the 4,096 most likely tokens (`topk`) and draws one uniform number per row; a row
-whose nucleus is wider falls back to sorting its whole vocabulary. Measured on logits captured
-from a batch-16 attacker call: 6.5 ms per step against 42 ms for transformers' sampler. The
-distribution is the same as transformers' temperature + top-p sampling; the random stream is not.
+whose nucleus is wider falls back to sorting its whole vocabulary. The distribution is the
+same as transformers' temperature + top-p sampling; the random stream is not. Measurements:
+benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations

@@ -144,9 +144,9 @@ def _attack(drawing: list[LiveDialogue], attacker: ChatModel, settings: RolloutS
 def _attacker_prompt(dialogue: LiveDialogue, prefill: bool) -> Conversation:
     """The attacker's chat, and with `prefill` its next message already begun: "Thinking k:".
 
-    A model then only has to continue the format instead of choosing to start it. Measured on
-    the untrained embedded 135M model (32 goals x 3 seeds, first turn): 61/96 turns parse with
-    the prefix, 8/96 without. A fine-tuned attacker writes the same words itself.
+    A model then only has to continue the format instead of choosing to start it, which small
+    untrained models do far more reliably (benchmarks/RESULTS.md). A fine-tuned attacker writes
+    the same words itself.
     """
     if not prefill:
         return dialogue.attacker_chat
