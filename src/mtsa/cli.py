@@ -48,8 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     judge = commands.add_parser("judge", help="score (goal/prompt, response/completion) rows from CSV or JSONL")
     judge.add_argument("--judge", default="embedded", help="judge name (default: embedded)")
     judge.add_argument("--input", required=True, help="CSV or JSONL file of rows")
-    judge.add_argument("--out", required=True, help="JSONL file to write: the rows plus p_unsafe")
+    judge.add_argument("--out", required=True, help="JSONL file to write: the rows plus the judge's columns")
     judge.add_argument("--batch-size", type=int, default=256, help="rows scored per batch")
+
+    fit = commands.add_parser("fit-requests", help="fit the embedded judge's request classifier on your own "
+                                                   "labelled requests (your policy of what is harmful)")
+    fit.add_argument("--data", nargs="*", default=[], help="files with a request (or goal/prompt) column and a "
+                                                           "label column: harmful or benign (.jsonl, .json, .csv)")
+    fit.add_argument("--harmful", nargs="*", default=[], help="files whose every row is a harmful request")
+    fit.add_argument("--benign", nargs="*", default=[], help="files whose every row is a benign request")
+    fit.add_argument("--l2", type=float, default=1e-3, help="L2 regularisation strength (default: 1e-3)")
+    fit.add_argument("--out", required=True, help="classifier JSON to write; use it with "
+                                                  "--judge 'embedded?requests=FILE'")
     return parser
 
 
@@ -108,7 +118,28 @@ def _run(args: argparse.Namespace) -> int:
             raise MtsaError("--batch-size must be >= 1")
         count = score_file(args.judge, args.input, args.out, args.batch_size)
         print(f"scored {count} rows -> {args.out}")
+    elif args.command == "fit-requests":
+        _fit_requests(args)
     return 0
+
+
+def _fit_requests(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from mtsa.judges.requests import fit_and_save
+
+    sources = ([(Path(p), None) for p in args.data] + [(Path(p), "harmful") for p in args.harmful]
+               + [(Path(p), "benign") for p in args.benign])
+    if not sources:
+        raise MtsaError("give labelled requests: --data FILE (with a label column), --harmful FILE, --benign FILE")
+    if args.l2 <= 0:
+        raise MtsaError("--l2 must be > 0")
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise MtsaError(f"output folder '{out.parent}' does not exist")
+    summary = fit_and_save(sources, out, args.l2)
+    print(f"fitted on {summary['harmful']} harmful and {summary['benign']} benign requests "
+          f"(training accuracy {summary['train_accuracy']:.3f}) -> {out}")
 
 
 if __name__ == "__main__":

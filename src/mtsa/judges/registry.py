@@ -1,11 +1,17 @@
 """Judge names, as the CLI and configs spell them.
 
-    embedded                  the offline default (MiniLM features + a fitted head)
+    embedded[?OPTIONS]        the offline default: P(harmful request) x P(the reply helps);
+                              options: requests=FILE.json (a request classifier from
+                              `mtsa fit-requests`), batch_size
+    refusal[?OPTIONS]         full compliance / partial refusal / full refusal (over-refusal);
+                              its score is P(refusal); option: batch_size
     keyword                   refusal-phrase matching (a baseline, not a real judge)
     llama-guard[:MODEL][?OPTIONS]  a Llama-Guard-3-style classifier (default meta-llama/Llama-Guard-3-8B);
                               options: the keyword arguments of LlamaGuardJudge (device, dtype,
                               batch_size, max_context, trust_remote_code)
     llm:MODEL_SPEC            any chat model with a rubric prompt, e.g. llm:openai:gpt-4o@https://...
+
+A judge's options are its constructor's keyword-only arguments (`spec.options_of`).
 """
 
 from __future__ import annotations
@@ -15,28 +21,38 @@ from mtsa.judges.base import Judge
 from mtsa.models.registry import check_model, load_model
 from mtsa.models.spec import options_of, split_query, typed_options
 
-KNOWN = "embedded, keyword, llama-guard[:MODEL] or llm:MODEL_SPEC"
+KNOWN = "embedded, refusal, keyword, llama-guard[:MODEL] or llm:MODEL_SPEC"
+
+
+def judge_class(body: str) -> type | None:
+    """The class behind a judge name that takes options (imported when asked for), else None."""
+    if body == "embedded":
+        from mtsa.judges.embedded import EmbeddedJudge
+
+        return EmbeddedJudge
+    if body == "refusal":
+        from mtsa.judges.refusal import RefusalJudge
+
+        return RefusalJudge
+    if body == "llama-guard" or body.startswith("llama-guard:"):
+        from mtsa.judges.llama_guard import LlamaGuardJudge
+
+        return LlamaGuardJudge
+    return None
 
 
 def check_judge(name: str) -> None:
-    """Validate a judge name without loading anything."""
-    if name in ("embedded", "keyword"):
-        return
-    if name.startswith("llama-guard"):
-        _llama_guard_args(name)
+    """Validate a judge name without loading a model."""
+    if name == "keyword":
         return
     if name.startswith("llm:"):
         check_model(name[len("llm:"):])
         return
-    raise MtsaError(f"unknown judge '{name}': expected {KNOWN}")
+    _args(name)
 
 
 def load_judge(name: str) -> Judge:
     check_judge(name)
-    if name == "embedded":
-        from mtsa.judges.embedded import EmbeddedJudge
-
-        return EmbeddedJudge()
     if name == "keyword":
         from mtsa.judges.keyword import KeywordJudge
 
@@ -45,16 +61,19 @@ def load_judge(name: str) -> Judge:
         from mtsa.judges.llm import LLMJudge
 
         return LLMJudge(load_model(name[len("llm:"):]))
-    from mtsa.judges.llama_guard import LlamaGuardJudge
-
-    path, options = _llama_guard_args(name)
-    return LlamaGuardJudge(path, **options) if path else LlamaGuardJudge(**options)
+    cls, path, options = _args(name)
+    return cls(path, **options) if path else cls(**options)
 
 
-def _llama_guard_args(name: str) -> tuple[str, dict]:
+def _args(name: str) -> tuple[type, str, dict]:
+    """(class, model path or "", typed options) of a judge name with options."""
     body, _, query = name.partition("?")
-    if body != "llama-guard" and not body.startswith("llama-guard:"):
+    cls = judge_class(body)
+    if cls is None:
         raise MtsaError(f"unknown judge '{name}': expected {KNOWN}")
-    from mtsa.judges.llama_guard import LlamaGuardJudge
+    options = typed_options(f"judge '{name}'", split_query(query), options_of(cls))
+    if options.get("requests"):
+        from mtsa.judges.requests import load_request_head
 
-    return body.partition(":")[2], typed_options(f"judge '{name}'", split_query(query), options_of(LlamaGuardJudge))
+        load_request_head(options["requests"])  # a missing or wrong file fails before a run starts
+    return cls, body.partition(":")[2], options

@@ -1,7 +1,9 @@
 """`mtsa judge`: score existing (goal or prompt, response) rows from a CSV or JSONL file.
 
 Users audit old transcripts with it, and it is how a judge's accuracy against human labels
-is measured. Output: the input rows plus `p_unsafe`, as JSONL, written to a temporary file
+is measured. Output: the input rows plus the judge's columns (`p_unsafe`; for the embedded
+judge also `p_harmful_request` and `p_helped`; for the refusal judge `p_full_compliance`,
+`p_partial_refusal`, `p_full_refusal` and `p_refusal`), as JSONL, written to a temporary file
 and renamed into place so that a crash never leaves a half-written result.
 """
 
@@ -32,11 +34,14 @@ def score_file(judge_name: str, input_path: str, out_path: str, batch_size: int 
     if not out.parent.is_dir():
         raise MtsaError(f"output folder '{out.parent}' does not exist")
     judge = load_judge(judge_name)
-    scores: list[float] = []
+    # Judges with more to say than one probability (the embedded judge's two factors, the
+    # refusal judge's three classes) give named columns; others give their score as p_unsafe.
+    columns = getattr(judge, "columns", None) or (lambda batch: [{"p_unsafe": s} for s in judge.score(batch)])
+    scored: list[dict[str, float]] = []
     for start in tqdm(range(0, len(items), batch_size), desc="judging", unit="batch"):
-        scores += judge.score(items[start:start + batch_size])
-    write_jsonl_atomic(out, ({**row, "p_unsafe": round(float(score), 6), "judge": judge.name}
-                             for row, score in zip(rows, scores)))
+        scored += columns(items[start:start + batch_size])
+    write_jsonl_atomic(out, ({**row, **{k: round(float(v), 6) for k, v in values.items()}, "judge": judge.name}
+                             for row, values in zip(rows, scored)))
     return len(rows)
 
 
