@@ -39,17 +39,15 @@ from fit_embedded_judge import (
 )
 
 from mtsa.judges import embedded
-from mtsa.judges.embedded import EmbeddedJudge, goal_embeddings
+from mtsa.judges.embedded import EmbeddedJudge
 from mtsa.judges.keyword import KeywordJudge
 from mtsa.judges.refusal import RefusalJudge, class_probabilities
-from mtsa.judges.requests import load_request_head, p_harmful
+from mtsa.judges.requests import embed_requests, load_request_head, p_harmful
 from mtsa.models.dtype import chosen_dtypes, describe_machine
 
 
 def p_harm_of(data: Dataset) -> np.ndarray:
-    head = load_request_head()
-    goals = goal_embeddings([item.goal for item in data.items])
-    return p_harmful(head, np.stack([goals[item.goal] for item in data.items]))
+    return p_harmful(load_request_head(), embed_requests([item.goal for item in data.items]))
 
 
 def share(flags: np.ndarray, where: np.ndarray) -> str:
@@ -83,9 +81,7 @@ def xstest_rows(held: Dataset, train: list[Dataset]) -> list[str]:
 def request_rows(xstest_prompts: Path) -> list[str]:
     df = pd.read_csv(xstest_prompts, keep_default_na=False)
     unsafe = df["type"].str.startswith("contrast").to_numpy()
-    head = load_request_head()
-    goals = goal_embeddings(list(df["prompt"]))
-    flagged = p_harmful(head, np.stack([goals[p] for p in df["prompt"]])) >= 0.5
+    flagged = p_harmful(load_request_head(), embed_requests(list(df["prompt"]))) >= 0.5
     rows = [f"| all 450 | {np.mean(flagged == unsafe):.3f} | {share(flagged, ~unsafe)} | {share(flagged, unsafe)} |"]
     for kind in sorted(df["type"].str.replace("contrast_", "").unique()):
         safe = (df["type"] == kind).to_numpy()
@@ -98,7 +94,7 @@ def request_group_rows(train_goals: Path) -> list[str]:
     """Leave-one-group-out accuracy of the request classifier on its training sources."""
     import json
 
-    from mtsa.judges.requests import DATA_DIR, embed_requests, fit_request_head, read_labelled_requests
+    from mtsa.judges.requests import DATA_DIR, fit_request_head, read_labelled_requests
 
     def rows_of(name: str) -> list[dict]:
         return [json.loads(line) for line in (DATA_DIR / name).read_text().splitlines()]

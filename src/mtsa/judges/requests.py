@@ -41,14 +41,13 @@ class LabelledRequests:
 
 
 def embed_requests(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-    """Unit MiniLM embeddings, (len(texts), 384)."""
-    from mtsa.models.embedded import load_sentence_encoder
+    """Unit MiniLM embeddings, (len(texts), 384): the embedding the judge gives a goal."""
+    from mtsa.judges.embedded import goal_embeddings
 
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
-    encoder = load_sentence_encoder()
-    return np.asarray(encoder.encode(list(texts), batch_size=batch_size, normalize_embeddings=True),
-                      dtype=np.float32)
+    embedded = goal_embeddings(texts, batch_size)
+    return np.stack([embedded[text] for text in texts])
 
 
 def p_harmful(head: dict, embeddings: np.ndarray) -> np.ndarray:
