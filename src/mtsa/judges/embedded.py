@@ -237,20 +237,25 @@ def features(items: Sequence[JudgeItem], batch_size: int = 64) -> np.ndarray:
 
 
 def load_head(path: Path = HEAD_PATH) -> dict:
-    """The fitted head: JSON with feature names, standardisation, weights and bias."""
+    """A fitted head over `features()` (this judge's, or the refusal judge's): JSON with feature
+    names, standardisation, weights and bias; one fitted for other features is refused."""
     try:
         head = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise MtsaError(f"the embedded judge's head is missing: {path}; run scripts/fit_embedded_judge.py") from exc
+        raise MtsaError(f"the judge head {path} is missing; run scripts/fit_embedded_judge.py") from exc
     if tuple(head["feature_names"]) != FEATURE_NAMES or head.get("feature_version") != FEATURE_VERSION:
         raise MtsaError(f"{path} was fitted for other features; refit with scripts/fit_embedded_judge.py")
     return head
 
 
+def standardise(head: dict, x: np.ndarray) -> np.ndarray:
+    """Features scaled as the head was fitted: (x - mean) / scale."""
+    return (x - np.asarray(head["mean"], dtype=np.float32)) / np.asarray(head["scale"], dtype=np.float32)
+
+
 def apply_head(head: dict, x: np.ndarray) -> np.ndarray:
     """P(helped) from a feature matrix: standardise, then a logistic regression."""
-    z = (x - np.asarray(head["mean"], dtype=np.float32)) / np.asarray(head["scale"], dtype=np.float32)
-    logits = z @ np.asarray(head["weights"], dtype=np.float32) + float(head["bias"])
+    logits = standardise(head, x) @ np.asarray(head["weights"], dtype=np.float32) + float(head["bias"])
     return 1.0 / (1.0 + np.exp(-logits))
 
 
