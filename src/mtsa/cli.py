@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "label column: harmful or benign (.jsonl, .json, .csv)")
     fit.add_argument("--harmful", nargs="*", default=[], help="files whose every row is a harmful request")
     fit.add_argument("--benign", nargs="*", default=[], help="files whose every row is a benign request")
-    fit.add_argument("--l2", type=float, default=1e-3, help="L2 regularisation strength (default: 1e-3)")
+    fit.add_argument("--l2", type=float, help="L2 regularisation strength (default: 1e-4, as the shipped one)")
     fit.add_argument("--out", required=True, help="classifier JSON to write; use it with "
                                                   "--judge 'embedded?requests=FILE'")
     return parser
@@ -126,18 +126,19 @@ def _run(args: argparse.Namespace) -> int:
 def _fit_requests(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from mtsa.judges.requests import fit_and_save
+    from mtsa.judges.requests import DEFAULT_L2, fit_and_save
 
     sources = ([(Path(p), None) for p in args.data] + [(Path(p), "harmful") for p in args.harmful]
                + [(Path(p), "benign") for p in args.benign])
     if not sources:
         raise MtsaError("give labelled requests: --data FILE (with a label column), --harmful FILE, --benign FILE")
-    if args.l2 <= 0:
+    l2 = DEFAULT_L2 if args.l2 is None else args.l2
+    if l2 <= 0:
         raise MtsaError("--l2 must be > 0")
     out = Path(args.out)
     if not out.parent.is_dir():
         raise MtsaError(f"output folder '{out.parent}' does not exist")
-    summary = fit_and_save(sources, out, args.l2)
+    summary = fit_and_save(sources, out, l2)
     print(f"fitted on {summary['harmful']} harmful and {summary['benign']} benign requests "
           f"(training accuracy {summary['train_accuracy']:.3f}) -> {out}")
 

@@ -32,6 +32,7 @@ REQUEST_HEAD_PATH = Path(__file__).with_name("request_head.json")
 DATA_DIR = Path(__file__).with_name("data")
 LABELS = {"harmful": 1, "benign": 0}
 TEXT_COLUMNS = ("request", "goal", "prompt")
+DEFAULT_L2 = 1e-4  # chosen by leave-one-group-out on the shipped training data (docs/judges.md)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def p_harmful(head: dict, embeddings: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits))
 
 
-def fit_request_head(embeddings: np.ndarray, labels: np.ndarray, l2: float = 1e-3) -> dict:
+def fit_request_head(embeddings: np.ndarray, labels: np.ndarray, l2: float = DEFAULT_L2) -> dict:
     """A class-balanced, L2-regularised logistic regression (weights and bias).
 
     Balanced so that a pool of many harmful goals and fewer benign look-alikes does not tilt
@@ -120,7 +121,7 @@ def load_request_head(path: str | Path = REQUEST_HEAD_PATH) -> dict:
     return head
 
 
-def fit_and_save(sources: list[tuple[Path, str | None]], out: Path, l2: float = 1e-3) -> dict:
+def fit_and_save(sources: list[tuple[Path, str | None]], out: Path, l2: float = DEFAULT_L2) -> dict:
     """Fit on every source (a file, and the label for all its rows or None to read a `label`
     column) and write the head; return a summary of what it was fitted on."""
     parts = [read_labelled_requests(path, label) for path, label in sources]
