@@ -32,6 +32,17 @@ def test_seed_makes_sampling_reproducible(model):
     assert [r.text for r in first] == [r.text for r in second]
 
 
+def test_per_row_temperatures_share_one_batch(model):
+    """A row keeps its own temperature (and seed) whatever else is in the batch; 0 is greedy."""
+    conversations = [conv("x"), conv("a longer question about y"), conv("z")]
+    params = SamplingParams(max_new_tokens=8, seeds=(1, 2, 3), temperatures=(0.0, 1.2, 0.6))
+    together = model.generate(conversations, params)
+    alone = [model.generate([c], params.rows([i]))[0] for i, c in enumerate(conversations)]
+    assert [r.text for r in together] == [r.text for r in alone]
+    greedy = model.generate([conversations[0]], SamplingParams(temperature=0, max_new_tokens=8))[0]
+    assert together[0].text == greedy.text
+
+
 def test_long_history_is_truncated_from_the_oldest_turns(tiny_model_dir, caplog):
     model = HFChatModel(str(tiny_model_dir), max_context=200)
     history = [{"role": "system", "content": "sys"}]

@@ -2,6 +2,7 @@ import pytest
 import torch
 from transformers import TopPLogitsWarper
 
+from mtsa.models.base import SamplingParams
 from mtsa.models.sampling import NucleusSampler
 
 
@@ -62,3 +63,21 @@ def test_row_seeds_make_each_row_independent_of_the_others():
     assert torch.equal(run([13], [2])[0], together[2])  # row 2 alone draws what it drew in the batch
     assert torch.equal(run([14, 11], [3, 0]), together[[3, 0]])  # order does not matter either
     assert not torch.equal(together[0], run([99], [0])[0])  # another seed, another stream
+
+
+def test_per_row_temperatures_scale_each_row_and_zero_is_greedy():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]]).expand(3, -1).contiguous()
+    sampler = NucleusSampler([0.0, 1.0, 4.0], 1.0)
+    torch.manual_seed(0)
+    draws = torch.stack([sampler(None, logits).argmax(-1) for _ in range(4000)])  # (draws, rows)
+    assert (draws[:, 0] == 0).all()  # temperature 0: always the top token
+    for row, temperature in ((1, 1.0), (2, 4.0)):
+        observed = torch.bincount(draws[:, row], minlength=4) / 4000
+        assert torch.allclose(observed, (logits[0] / temperature).softmax(-1), atol=0.03)
+
+
+def test_sampling_params_rows_select_per_row_settings():
+    params = SamplingParams(temperature=0.7, seeds=(1, 2, 3), temperatures=(0.6, 1.0, 1.2))
+    sub = params.rows([2, 0])
+    assert sub.seeds == (3, 1) and sub.temperatures == (1.2, 0.6)
+    assert sub.temperature_for(0) == 1.2 and SamplingParams(temperature=0.7).rows([0]).temperature_for(0) == 0.7

@@ -13,7 +13,7 @@ it as one that cannot.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, Sequence
 
 Message = dict[str, str]
@@ -29,9 +29,12 @@ class SamplingParams:
     the `seed` field). `seeds`, one per conversation, goes further: each reply then depends
     only on its own conversation and seed, not on what else shares the batch (the HF backend
     gives each row its own random stream; a server gets it as that request's `seed`), so a
-    dialogue comes out the same at any concurrency. Generation ends at the first of the
-    `stop` strings, which is not part of the reply; the attacker uses it so that a model
-    that runs on into the next turn stops early instead of wasting tokens.
+    dialogue comes out the same at any concurrency. `temperatures`, one per conversation,
+    overrides `temperature` row by row, so that conversations sampled at different
+    temperatures (Stage 2 redraws one attacker turn at several) still share one batched call.
+    Generation ends at the first of the `stop` strings, which is not part of the reply; the
+    attacker uses it so that a model that runs on into the next turn stops early instead of
+    wasting tokens.
     """
 
     temperature: float = 1.0
@@ -40,10 +43,22 @@ class SamplingParams:
     seed: int | None = None
     seeds: tuple[int, ...] | None = None
     stop: tuple[str, ...] = ()
+    temperatures: tuple[float, ...] | None = None
 
     def seed_for(self, index: int) -> int | None:
         """The seed of the call's conversation number `index`."""
         return self.seeds[index] if self.seeds is not None else self.seed
+
+    def temperature_for(self, index: int) -> float:
+        """The sampling temperature of the call's conversation number `index`."""
+        return self.temperatures[index] if self.temperatures is not None else self.temperature
+
+    def rows(self, indices: Sequence[int]) -> SamplingParams:
+        """These settings for a sub-batch: the per-row seeds and temperatures of `indices`, in order."""
+        def pick(values: tuple | None) -> tuple | None:
+            return None if values is None else tuple(values[i] for i in indices)
+
+        return replace(self, seeds=pick(self.seeds), temperatures=pick(self.temperatures))
 
 
 @dataclass(frozen=True)

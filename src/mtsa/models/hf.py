@@ -8,7 +8,9 @@ What a batch shares is computed once: a common prompt prefix is prefilled once i
 preallocated cache (`_new_cache`), and on CPU the decoding steps read it once for all rows
 (`prefix_attention.py`). What a dialogue computed in earlier calls is kept and reused, so a
 resample or the next turn prefills only its new tokens (`kv_reuse.py`). `prefix_cache=False`
-turns both caches off. Sampling draws from the top of the vocabulary only (`sampling.py`).
+turns both caches off. Sampling draws from the top of the vocabulary only (`sampling.py`). In
+float32 on x86 CPUs the linear layers' weights are packed once for oneDNN
+(`packed_linear.py`; `packed_linear=False` keeps transformers' layers).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from mtsa.models.base import Conversation, Reply, SamplingParams
 from mtsa.models.causal_lm import cache_argument, in_length_order, left_pad, load_causal_lm, render_chat
 from mtsa.models.context import truncate_oldest
 from mtsa.models.kv_reuse import Entry, KVReuseCache, Reuse
+from mtsa.models.packed_linear import can_pack, pack_linear_layers
 from mtsa.models.prefix_attention import shared_prefix, use_shared_prefix_attention
 from mtsa.models.sampling import NucleusSampler
 
@@ -35,7 +38,7 @@ class HFChatModel:
     def __init__(self, path: str, adapter: str | None = None, *, name: str | None = None,
                  device: str = "auto", dtype: str = "auto", batch_size: int = 16,
                  max_context: int | None = None, trust_remote_code: bool = False, prefix_cache: bool = True,
-                 kv_reuse_mb: int = 512) -> None:
+                 kv_reuse_mb: int = 512, packed_linear: bool = True) -> None:
         self.name = name or f"hf:{path}" + (f"+{adapter}" if adapter else "")
         self.batch_size = batch_size
         self.prefix_cache = prefix_cache
@@ -51,14 +54,16 @@ class HFChatModel:
         if adapter:
             self.model = with_adapter(self.model, adapter)
             self.model.eval()
+        if packed_linear and can_pack(self.model):
+            pack_linear_layers(self.model, batch_size)
         self.max_context = max_context or getattr(self.model.config, "max_position_embeddings", None)
 
     def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[Reply]:
         prompts = [self._encode(conversation, params.max_new_tokens) for conversation in conversations]
         if params.seed is not None:
             torch.manual_seed(params.seed)
-        return in_length_order(prompts, self.batch_size, lambda rows: self._generate_batch(
-            [prompts[i] for i in rows], params, [params.seed_for(i) for i in rows] if params.seeds else None))
+        return in_length_order(prompts, self.batch_size,
+                               lambda rows: self._generate_batch([prompts[i] for i in rows], params.rows(rows)))
 
     def _encode(self, conversation: Conversation, max_new_tokens: int) -> list[int]:
         """Chat-template token ids, with the oldest turns dropped if they would not fit; a final
@@ -108,7 +113,7 @@ class HFChatModel:
         return cache
 
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams,
-                        seeds: list[int] | None, shared: int | None = None) -> list[Reply]:
+                        shared: int | None = None) -> list[Reply]:
         pad = self.tokenizer.pad_token_id
         if shared is None:
             shared = self._cached_prefix_length(prompts) if self.prefix_cache else 0
@@ -117,7 +122,7 @@ class HFChatModel:
         first = _rows_to_prefill_first([len(p) - shared - (r.length if r else 0)
                                         for p, r in zip(prompts, reused)]) if reusing else []
         if first:  # into the reuse cache, in a call of their own; then look again
-            self._generate_batch([prompts[i] for i in first], PREFILL_ONLY, None, shared)
+            self._generate_batch([prompts[i] for i in first], PREFILL_ONLY, shared)
             reused = [self._reuse.lookup(p, shared) for p in prompts]
         done = [r.length if r else 0 for r in reused]  # tokens after the prefix already computed
         # Each row: [shared prefix][padding][reused tokens][padding][new tokens]. Positions come
@@ -137,8 +142,9 @@ class HFChatModel:
         elif any(done):
             _write_reused(cache, reused, old_ids.shape[1])
         sampling: dict = {"do_sample": False}  # greedy, or argmax over what NucleusSampler drew
-        if params.temperature > 0:
-            sampler = NucleusSampler(params.temperature, params.top_p, seeds)
+        temperatures = [params.temperature_for(i) for i in range(len(prompts))]
+        if max(temperatures) > 0:
+            sampler = NucleusSampler(temperatures, params.top_p, list(params.seeds) if params.seeds else None)
             sampling["logits_processor"] = LogitsProcessorList([sampler])
         if params.stop:
             sampling["stopping_criteria"] = [_StopOnText(self.tokenizer, params.stop, width)]

@@ -150,11 +150,11 @@ class OpenAIChatModel:
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         async with httpx.AsyncClient(headers=self._headers(), timeout=self.timeout_s, limits=limits) as client:
 
-            async def one(conversation: Conversation, seed: int | None) -> Reply:
+            async def one(conversation: Conversation, row: SamplingParams) -> Reply:
                 async with semaphore:
-                    return await self._complete(client, conversation, params, seed)
+                    return await self._complete(client, conversation, row)
 
-            tasks = [asyncio.ensure_future(one(c, params.seed_for(i))) for i, c in enumerate(batch)]
+            tasks = [asyncio.ensure_future(one(c, params.rows([i]))) for i, c in enumerate(batch)]
             try:
                 return list(await asyncio.gather(*tasks))
             except BaseException:
@@ -163,13 +163,13 @@ class OpenAIChatModel:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
 
-    async def _complete(self, client: httpx.AsyncClient, conversation: Conversation, params: SamplingParams,
-                        seed: int | None) -> Reply:
-        """One chat completion, retried on transient failures."""
+    async def _complete(self, client: httpx.AsyncClient, conversation: Conversation, params: SamplingParams) -> Reply:
+        """One chat completion (`params` of a one-row batch), retried on transient failures."""
+        seed = params.seed_for(0)
         body: dict[str, Any] = {
             "model": self.model,
             "messages": conversation,
-            "temperature": params.temperature,
+            "temperature": params.temperature_for(0),
             "top_p": params.top_p,
             "max_tokens": params.max_new_tokens,
         }

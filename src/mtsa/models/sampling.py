@@ -21,17 +21,24 @@ class NucleusSampler:
     It returns scores in which only the drawn token is finite, so `generate(do_sample=False)`
     (a cheap argmax) emits exactly that token. With `seeds` (one per row) each row draws from
     its own random stream, so what a row generates does not depend on the other rows.
+    `temperature` is one for all rows or one per row; a row at temperature 0 is greedy.
     """
 
-    def __init__(self, temperature: float, top_p: float, seeds: list[int] | None = None,
+    def __init__(self, temperature: float | list[float], top_p: float, seeds: list[int] | None = None,
                  candidates: int = 4096) -> None:
-        if temperature <= 0:
-            raise ValueError("NucleusSampler needs temperature > 0 (use greedy decoding for 0)")
-        self.temperature, self.top_p, self.candidates = temperature, top_p, candidates
+        temperatures = temperature if isinstance(temperature, list) else [temperature]
+        if max(temperatures) <= 0 or min(temperatures) < 0:
+            raise ValueError("NucleusSampler needs temperatures >= 0, one above 0 (use greedy decoding otherwise)")
+        self.temperature = torch.tensor(temperatures, dtype=torch.float32).unsqueeze(1)
+        self.top_p, self.candidates = top_p, candidates
         self.generators = [torch.Generator().manual_seed(seed) for seed in seeds] if seeds is not None else None
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        tokens = self.draw(scores.float() / self.temperature)
+        temperature = self.temperature.to(scores.device)
+        greedy = temperature <= 0
+        tokens = self.draw(scores.float() / temperature.masked_fill(greedy, 1.0))
+        if greedy.any():
+            tokens = torch.where(greedy.squeeze(1), scores.argmax(-1), tokens)
         chosen = torch.full_like(scores, float("-inf"))
         return chosen.scatter_(1, tokens.unsqueeze(1), 0.0)
 
