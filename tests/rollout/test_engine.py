@@ -9,7 +9,8 @@ from mtsa.goals.loaders import Goal
 from mtsa.judges.base import JudgeItem
 from mtsa.models.base import Reply, SamplingParams
 from mtsa.models.hf import HFChatModel
-from mtsa.rollout.engine import Rollout, RolloutSettings, run_dialogues
+from mtsa.rollout.engine import Branch, Rollout, RolloutSettings, run_dialogues
+from mtsa.rollout.records import DialogueRecord
 
 
 class ScriptedAttacker:
@@ -222,3 +223,81 @@ def test_rollouts_of_one_goal_are_told_apart_by_their_own_id(target):
     assert sorted((d.goal_id, d.rollout_id, d.assigned_strategy) for d in finished) == [
         ("g0", "g0:purpose_inversion", "purpose_inversion"), ("g0", "g0:role_play", "role_play")]
     assert len(set(seen[0])) == 2
+
+
+class TemperatureRecordingAttacker(ScriptedAttacker):
+    """Also notes, for every row it writes, the turn and the temperature it was asked to use."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows: list[tuple[str, int, float]] = []
+
+    def generate(self, conversations, params):
+        for index, conversation in enumerate(conversations):
+            goal = conversation[0]["content"].split("GOAL: ")[1].split("\n")[0]
+            turn = 1 + sum(m["role"] == "assistant" for m in conversation)
+            self.rows.append((goal, turn, params.temperature_for(index)))
+        return super().generate(conversations, params)
+
+
+def branch_run(parent_settings, branches, attacker=None, judge=None, target=None):
+    finished = []
+    run_dialogues(branches, attacker or ScriptedAttacker(), target, judge or ScriptedJudge(), parent_settings,
+                  finished.append)
+    return {d.rollout_id: d for d in finished}
+
+
+def test_branches_replay_the_parent_and_redraw_one_attacker_turn_in_one_batch(target):
+    parent = run(ScriptedAttacker(), target, ScriptedJudge(), SETTINGS, 1)[0]
+    goal = Goal(id="g0", goal="goal0")
+    attacker = TemperatureRecordingAttacker()
+    branches = [Rollout(f"g0/t2@{t}", goal, branch=Branch(parent, turn=2, attacker_temperature=t)) for t in (0.6, 1.2)]
+    children = branch_run(SETTINGS, branches, attacker=attacker, target=target)
+    assert attacker.batch_sizes == [2, 2]  # both siblings' turn 2, then both turn 3: one call each
+    assert attacker.rows[:2] == [("goal0", 2, 0.6), ("goal0", 2, 1.2)]  # the redrawn turn at its own temperature
+    assert {t for _, turn, t in attacker.rows if turn == 3} == {1.0}  # later turns at the default
+    for child in children.values():
+        assert child.parent == "g0" and child.branch_turn == 2 and child.goal_id == "g0"
+        assert child.turns[0] == parent.turns[0]  # replayed as it was, not regenerated
+        assert [t.turn for t in child.turns] == [1, 2, 3]
+
+
+def test_a_branch_with_a_given_reply_keeps_the_attack_and_judges_the_new_reply(target):
+    parent = run(ScriptedAttacker(), target, ScriptedJudge(unsafe_turn=2), SETTINGS, 1)[0]
+    attacker, judge = ScriptedAttacker(), ScriptedJudge(unsafe_turn=99)
+    rewrite = Rollout("g0/rewrite2", Goal(id="g0", goal="goal0"),
+                      branch=Branch(parent, turn=2, reply="I can't help with that: it could hurt someone."))
+    child = branch_run(SETTINGS, [rewrite], attacker=attacker, judge=judge, target=target)["g0/rewrite2"]
+    assert attacker.batch_sizes == [1]  # only turn 3 is drawn
+    assert child.turns[1].question == parent.turns[1].question
+    assert child.turns[1].reply.startswith("I can't help") and child.turns[1].target_tokens == 0
+    assert child.turns[1].p_unsafe == 0.0  # judged again: this judge calls nothing unsafe
+    assert [item.reply for item in judge.batches[0]] == [child.turns[1].reply]
+    assert judge.batches[0][0].history[-1] == {"role": "user", "content": parent.turns[1].question}
+    assert [t.turn for t in child.turns] == [1, 2, 3] and child.turns[2].reply != ""
+
+
+def test_siblings_draw_from_their_own_seeds(target):
+    parent = run(ScriptedAttacker(), target, ScriptedJudge(), SETTINGS, 1)[0]
+    seen = []
+
+    class SeedRecordingAttacker(ScriptedAttacker):
+        def generate(self, conversations, params):
+            seen.append(params.seeds)
+            return super().generate(conversations, params)
+
+    branches = [Rollout(f"g0/b{i}", Goal(id="g0", goal="goal0"), branch=Branch(parent, 2, attacker_temperature=1.0))
+                for i in range(2)]
+    branch_run(SETTINGS, branches, attacker=SeedRecordingAttacker(), target=target)
+    assert len(set(seen[0])) == 2
+
+
+def test_a_branch_must_change_exactly_one_thing_within_the_parent():
+    parent = DialogueRecord("g0", "goal0")
+    with pytest.raises(ValueError):
+        Branch(parent, 1)
+    with pytest.raises(ValueError):
+        Branch(parent, 1, attacker_temperature=1.0, reply="x")
+    with pytest.raises(ValueError):
+        Branch(parent, 1, reply="x")  # the parent has no turn 1 to rewrite
+    Branch(parent, 1, attacker_temperature=0.8)  # a redraw of its first turn is fine

@@ -34,6 +34,8 @@ class DialogueRecord:
     stopped_early: bool = False  # ended at its first unsafe reply (stop_on_unsafe)
     assigned_strategy: str | None = None  # the strategy the attacker was told to use (synthesis)
     rollout_id: str = ""  # this dialogue's own id; the goal id unless several dialogues share a goal
+    parent: str | None = None  # a branch: the rollout id of the dialogue it was restarted from
+    branch_turn: int | None = None  # ... and the turn that changed there (turns before it are the parent's)
 
     def __post_init__(self) -> None:
         if not self.rollout_id:  # records written before rollout ids existed
