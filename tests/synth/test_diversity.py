@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from mtsa.errors import MtsaError
-from mtsa.synth.diversity import embed, farthest_point, mean_pairwise_cosine
+from mtsa.models.embedded import sentence_embeddings
+from mtsa.synth.diversity import farthest_point, mean_pairwise_cosine
 
 
 def unit(rows):
@@ -27,7 +28,7 @@ def test_top_k_out_of_range_is_a_user_error():
 def test_selection_on_real_embeddings_lowers_similarity():
     texts = ["How do banks detect fraud?", "How do banks spot fraud?", "How do banks notice fraud?",
              "Write a story about a locksmith.", "What chemicals are in household cleaners?"]
-    vectors = embed(texts)
+    vectors = sentence_embeddings(texts)
     chosen = farthest_point(vectors, 3)
     assert sum(i < 3 for i in chosen) == 1  # only one of the three paraphrases survives
     assert mean_pairwise_cosine(vectors[chosen]) < mean_pairwise_cosine(vectors)

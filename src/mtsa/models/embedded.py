@@ -105,3 +105,12 @@ def load_sentence_encoder():
         dtype = choose_dtype("auto", "cpu", "all-MiniLM-L6-v2 (embedded judge, diversity)").torch_dtype
         _ENCODER = SentenceTransformer(str(embedding_model_dir()), device="cpu").to(dtype)
     return _ENCODER
+
+
+def sentence_embeddings(texts: list[str]):
+    """Unit-length MiniLM embeddings (a float32 numpy array), one row per text."""
+    import numpy as np
+
+    vectors = load_sentence_encoder().encode(texts, batch_size=64, normalize_embeddings=True,
+                                             convert_to_numpy=True)
+    return np.asarray(vectors, dtype=np.float32)

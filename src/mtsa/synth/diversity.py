@@ -13,15 +13,6 @@ import numpy as np
 from mtsa.errors import MtsaError
 
 
-def embed(texts: list[str]) -> np.ndarray:
-    """Unit-length MiniLM embeddings, one row per text."""
-    from mtsa.models.embedded import load_sentence_encoder
-
-    vectors = load_sentence_encoder().encode(texts, batch_size=64, normalize_embeddings=True,
-                                             convert_to_numpy=True)
-    return np.asarray(vectors, dtype=np.float32)
-
-
 def farthest_point(vectors: np.ndarray, k: int) -> list[int]:
     """Indices of k rows chosen greedily to minimise their maximum pairwise cosine similarity."""
     n = len(vectors)

@@ -21,12 +21,13 @@ from mtsa.config import help_text
 from mtsa.errors import MtsaError
 from mtsa.goals.loaders import load_goals
 from mtsa.judges.registry import check_judge
+from mtsa.models.embedded import sentence_embeddings
 from mtsa.models.registry import check_model, load_model
 from mtsa.rollout.engine import Rollout
 from mtsa.rollout.job import RolloutConfig, load_target_and_judge, run_into_folder
 from mtsa.rollout.run_folder import RunFolder
 from mtsa.synth.dataset import attacker_text, sft_example
-from mtsa.synth.diversity import embed, farthest_point, mean_pairwise_cosine
+from mtsa.synth.diversity import farthest_point, mean_pairwise_cosine
 
 SAME_RUN_KEYS = ("generator", "offline_templates", "strategies", "target", "judge", "goals", "turns", "threshold")
 STRATEGY_NAMES = ",".join(s.name for s in STRATEGIES)
@@ -89,7 +90,7 @@ def run_synth(config: SynthConfig) -> dict:
     if not kept:
         raise MtsaError(f"no usable dialogues out of {len(dialogues)} (all failed or format failures); "
                         "try --keep-all, more goals or a stronger generator")
-    vectors = embed([attacker_text(d) for d in kept])
+    vectors = sentence_embeddings([attacker_text(d) for d in kept])
     chosen = farthest_point(vectors, config.top_k) if config.top_k else list(range(len(kept)))
     selected = [kept[i] for i in chosen]
     write_jsonl_atomic(out, [sft_example(d, config.turns, config.threshold) for d in selected])
