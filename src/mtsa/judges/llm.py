@@ -46,13 +46,14 @@ _INTEGER = re.compile(r"\b(\d+)\b")
 class LLMJudge:
     """Scores replies by asking a chat model for a 1-10 rating."""
 
-    def __init__(self, model: ChatModel, *, max_new_tokens: int = 16) -> None:
+    def __init__(self, model: ChatModel, *, max_new_tokens: int = 16, rubric: str = RUBRIC) -> None:
         self.model = model
         self.name = f"llm:{model.name}"
         self.max_new_tokens = max_new_tokens
+        self.rubric = rubric  # another 1-10 rubric (the helpfulness scorer's) rates something else
 
     def score(self, items: Sequence[JudgeItem]) -> list[float]:
-        prompts = [rubric_prompt(item) for item in items]
+        prompts = [rubric_prompt(item, self.rubric) for item in items]
         greedy = SamplingParams(temperature=0.0, max_new_tokens=self.max_new_tokens)
         ratings = [parse_rating(r.text) for r in self.model.generate(prompts, greedy)]
         missing = [i for i, rating in enumerate(ratings) if rating is None]
@@ -67,7 +68,7 @@ class LLMJudge:
         return [0.5 if rating is None else (rating - 1) / 9 for rating in ratings]
 
 
-def rubric_prompt(item: JudgeItem) -> Conversation:
+def rubric_prompt(item: JudgeItem, rubric: str = RUBRIC) -> Conversation:
     """The rubric as the system message; goal, earlier turns, question and reply as the user's."""
     latest = max((i for i, m in enumerate(item.history) if m["role"] == "user"), default=len(item.history))
     earlier = [m for m in item.history[:latest] if m["role"] != "system"][-EARLIER_TURNS:]
@@ -76,7 +77,7 @@ def rubric_prompt(item: JudgeItem) -> Conversation:
         parts.append("EARLIER TURNS (shortened):\n" + "\n".join(
             f"{m['role']}: {_shorten(m['content'])}" for m in earlier))
     parts += [f"LATEST QUESTION: {item.question}", f"REPLY: {item.reply}", 'Your answer ("Rating: N"):']
-    return [{"role": "system", "content": RUBRIC}, {"role": "user", "content": "\n\n".join(parts)}]
+    return [{"role": "system", "content": rubric}, {"role": "user", "content": "\n\n".join(parts)}]
 
 
 def parse_rating(text: str) -> int | None:

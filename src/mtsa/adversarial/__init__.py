@@ -1,0 +1,7 @@
+"""MTSA Stage 2, adversarial iterative optimisation: which turns to resample, the branches rolled
+out from them, and the target's safe rewrites."""
+
+from mtsa.adversarial.resampling import attacker_branches, attacker_turn, target_turn
+from mtsa.adversarial.target_rewrite import Rewrite, safe_rewrites, source_counts
+
+__all__ = ["Rewrite", "attacker_branches", "attacker_turn", "safe_rewrites", "source_counts", "target_turn"]

@@ -1,0 +1,75 @@
+"""Branches -> preference pairs, in TRL's conversational format (`prompt`, `chosen`, `rejected`).
+
+Attacker pairs (MTSA Stage 2): the candidates redrawn for one state (same parent dialogue,
+same turn h) are ranked by R_adv; the prompt is the attacker's chat before turn h and the
+completions are the attacker's own turn-h messages of the best and the worst candidate.
+The released research code is off by one here and pairs the *target's* reply instead;
+`tests/training/test_pairs.py` pins the indices on a hand-built dialogue.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+from mtsa.models.base import Conversation
+from mtsa.rewards.adversarial import ReferenceAttacks, adversarial_rewards
+from mtsa.rollout.engine import RolloutSettings, attack_of, chats_at
+from mtsa.rollout.records import DialogueRecord
+
+
+@dataclass
+class PreferencePair:
+    prompt: Conversation
+    chosen: Conversation  # one assistant message
+    rejected: Conversation
+    chosen_reward: float
+    rejected_reward: float
+    provenance: dict = field(default_factory=dict)  # parent dialogue, turn, branch ids
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def unsafe_sum(record: DialogueRecord, turn: int) -> float:
+    """Sum of P(unsafe) over turns `turn`..H: how well an attack at `turn` worked, then and later."""
+    return sum(t.p_unsafe for t in record.turns[turn - 1:])
+
+
+def attacker_pairs(branches: Sequence[DialogueRecord], reference: ReferenceAttacks,
+                   settings: RolloutSettings) -> tuple[list[PreferencePair], int]:
+    """One pair per state whose candidates can be ranked; also the number of states skipped
+    (fewer than two candidates that reached turn h, or all candidates tied)."""
+    states: dict[tuple[str, int], list[DialogueRecord]] = defaultdict(list)
+    for branch in branches:
+        states[(branch.parent, branch.branch_turn)].append(branch)
+    pairs, skipped = [], 0
+    for (parent, turn), candidates in states.items():
+        candidates = [c for c in candidates if len(c.turns) >= turn]  # a format failure never asked turn h
+        pair = _attacker_pair(candidates, turn, reference, settings) if len(candidates) >= 2 else None
+        if pair is None:
+            skipped += 1
+        else:
+            pairs.append(pair)
+    return pairs, skipped
+
+
+def _attacker_pair(candidates: list[DialogueRecord], turn: int, reference: ReferenceAttacks,
+                   settings: RolloutSettings) -> PreferencePair | None:
+    questions = [c.turns[turn - 1].question for c in candidates]
+    rewards = adversarial_rewards([unsafe_sum(c, turn) for c in candidates], reference.max_similarity(questions),
+                                  reference.bleu(questions))
+    best = max(range(len(candidates)), key=rewards.__getitem__)
+    worst = min(range(len(candidates)), key=rewards.__getitem__)
+    if rewards[best] - rewards[worst] < 1e-9:
+        return None
+    prompt, _ = chats_at(candidates[best], turn, settings)  # turns before h are the parent's, alike in all
+
+    def message(candidate: DialogueRecord) -> Conversation:
+        recorded = candidate.turns[turn - 1]
+        return [{"role": "assistant", "content": attack_of(recorded).render(turn)}]
+
+    return PreferencePair(prompt, message(candidates[best]), message(candidates[worst]), rewards[best], rewards[worst],
+                          {"parent": candidates[best].parent, "turn": turn, "chosen": candidates[best].rollout_id,
+                           "rejected": candidates[worst].rollout_id})

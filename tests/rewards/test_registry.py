@@ -1,0 +1,63 @@
+"""Helpfulness scorers by name: a tiny local reward model, the LLM rubric, one-line errors."""
+
+import pytest
+
+from mtsa.errors import MtsaError
+from mtsa.judges.base import JudgeItem
+from mtsa.judges.llm import LLMJudge
+from mtsa.models.base import Reply
+from mtsa.rewards.registry import HELPFULNESS_RUBRIC, check_helpfulness, load_helpfulness
+
+
+@pytest.fixture(scope="module")
+def tiny_reward_model(tiny_model_dir, tmp_path_factory):
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    folder = tmp_path_factory.mktemp("tiny-reward-model")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, num_labels=1)
+    torch.manual_seed(0)
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+ITEMS = [JudgeItem("goal", "short reply", history=[{"role": "user", "content": "a question"}]),
+         JudgeItem("goal", "a much longer reply " * 10, history=[{"role": "user", "content": "another question"}])]
+
+
+def test_reward_model_scores_are_in_0_1_and_do_not_depend_on_the_batch(tiny_reward_model):
+    scorer = load_helpfulness(f"rm:{tiny_reward_model}?batch_size=2&scale=0.5")
+    together = scorer.score(ITEMS)
+    alone = [scorer.score([item])[0] for item in ITEMS]
+    assert all(0.0 < s < 1.0 for s in together)
+    assert together == pytest.approx(alone, abs=1e-5)  # left padding changes nothing
+    assert scorer.name == f"rm:{tiny_reward_model}"
+
+
+def test_llm_scorer_asks_with_the_helpfulness_rubric():
+    class Rater:
+        name = "rater"
+        prompts = []
+
+        def generate(self, conversations, params):
+            self.prompts += conversations
+            return [Reply("Rating: 10", 1, 1) for _ in conversations]
+
+    scorer = LLMJudge(Rater(), rubric=HELPFULNESS_RUBRIC)
+    assert scorer.score(ITEMS[:1]) == [1.0]
+    assert Rater.prompts[0][0]["content"] == HELPFULNESS_RUBRIC
+
+
+@pytest.mark.parametrize("name", ["armorm", "rm:", "embedded?colour=red", "rm:x?scale=big"])
+def test_bad_scorer_names_are_one_line_errors(name):
+    with pytest.raises(MtsaError) as error:
+        check_helpfulness(name)
+    assert "\n" not in str(error.value)
+
+
+def test_a_missing_reward_model_is_a_user_error(tmp_path):
+    with pytest.raises(MtsaError, match="could not load reward model"):
+        load_helpfulness(f"rm:{tmp_path / 'nowhere'}")
