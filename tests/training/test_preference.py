@@ -1,0 +1,120 @@
+"""Preference updates on the tiny model: the future-reward loss against a hand computation, a
+step that moves the margin towards its target, DPO end to end, one-line errors."""
+
+import json
+
+import pytest
+import torch
+
+from mtsa.errors import MtsaError
+from mtsa.training.preference import PreferenceConfig, build_trainer, run_preference
+
+
+def write_pairs(path, rewards=((2.0, 0.0), (1.0, 0.5))):
+    rows = []
+    for n, (chosen_reward, rejected_reward) in enumerate(rewards):
+        rows.append({"prompt": [{"role": "user", "content": f"How do I do thing {n}?"}],
+                     "chosen": [{"role": "assistant", "content": "I can't help with that, it is risky."}],
+                     "rejected": [{"role": "assistant", "content": f"Sure, step one of thing {n} is easy."}],
+                     "chosen_reward": chosen_reward, "rejected_reward": rejected_reward, "provenance": {"n": n}})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def config(tiny_model_dir, tmp_path, **overrides):
+    settings = dict(data=write_pairs(tmp_path / "pairs.jsonl"), model=f"hf:{tiny_model_dir}",
+                    out=str(tmp_path / "out"),
+                    objective="future_reward", beta=0.01, batch_size=2, max_steps=1, logging_steps=1,
+                    learning_rate=1e-3, warmup_ratio=0.0)
+    return PreferenceConfig(**{**settings, **overrides})
+
+
+def hand_logps(model, example) -> float:
+    """log p(completion | prompt), by a plain forward over the whole sequence."""
+    prompt, completion = example["prompt_ids"], example["chosen_ids"]
+    ids = torch.tensor([prompt + completion])
+    logps = model(input_ids=ids).logits[0, :-1].float().log_softmax(-1)
+    return sum(logps[len(prompt) - 1 + i, token].item() for i, token in enumerate(completion))
+
+
+def rejected_view(example):
+    return {**example, "chosen_ids": example["rejected_ids"]}
+
+
+def test_future_reward_loss_equals_the_hand_computed_value(tiny_model_dir, tmp_path):
+    trainer, _, _ = build_trainer(config(tiny_model_dir, tmp_path))
+    model = trainer.model
+    torch.manual_seed(0)
+    with torch.no_grad():  # move the policy away from its reference (a new LoRA starts as the identity)
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.add_(0.05 * torch.randn_like(parameter))
+    examples = [trainer.train_dataset[i] for i in range(2)]
+    expected = []
+    with torch.no_grad():
+        for example in examples:
+            policy = hand_logps(model, example) - hand_logps(model, rejected_view(example))
+            with model.disable_adapter():
+                reference = hand_logps(model, example) - hand_logps(model, rejected_view(example))
+            assert example["ref_chosen_logps"] - example["ref_rejected_logps"] == pytest.approx(reference, abs=1e-3)
+            eta = 1 / (2 * 0.01)
+            expected.append((policy - reference - eta * example["reward_margin"]) ** 2)
+    batch = trainer.data_collator(examples)
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, batch).item()
+    assert loss == pytest.approx(sum(expected) / 2, rel=1e-3)
+
+
+def test_one_step_moves_the_margin_towards_its_target(tiny_model_dir, tmp_path):
+    one_pair = write_pairs(tmp_path / "one.jsonl", [(0.5, 0.0)])
+    trainer, _, _ = build_trainer(config(tiny_model_dir, tmp_path, data=one_pair, batch_size=1,
+                                         beta=0.25))  # eta 2: a target of 1 nat
+    example = trainer.train_dataset[0]
+    trainer.train()
+    with torch.no_grad():
+        margin = (hand_logps(trainer.model, example) - example["ref_chosen_logps"]) - (
+            hand_logps(trainer.model, rejected_view(example)) - example["ref_rejected_logps"])
+    assert 0.0 < margin  # it started at 0, the target is +1
+    logged = [entry for entry in trainer.state.log_history if "future_reward/target" in entry]
+    assert logged and logged[0]["future_reward/target"] == pytest.approx(1.0)
+
+
+def test_dpo_trains_saves_and_an_adapter_can_be_trained_further(tiny_model_dir, tmp_path):
+    first = run_preference(config(tiny_model_dir, tmp_path, objective="dpo", beta=0.1))
+    assert (tmp_path / "out" / "adapter_config.json").is_file() and first["steps"] == 1 and first["pairs"] == 2
+    again = run_preference(config(tiny_model_dir, tmp_path, objective="future_reward", adapter=str(tmp_path / "out"),
+                                  out=str(tmp_path / "out2")))
+    assert (tmp_path / "out2" / "adapter_config.json").is_file() and again["steps"] == 1
+
+
+def test_bad_input_is_a_one_line_error(tiny_model_dir, tmp_path):
+    missing = tmp_path / "no_rewards.jsonl"
+    missing.write_text(json.dumps({"prompt": [], "chosen": [], "rejected": []}) + "\n")
+    with pytest.raises(MtsaError, match="chosen_reward"):
+        build_trainer(config(tiny_model_dir, tmp_path, data=str(missing)))
+    with pytest.raises(MtsaError, match="only local weights"):
+        config(tiny_model_dir, tmp_path, model="openai:gpt-4o@http://localhost:1")
+    with pytest.raises(MtsaError, match="objective"):
+        config(tiny_model_dir, tmp_path, objective="ppo")
+    with pytest.raises(MtsaError, match="adapter"):
+        config(tiny_model_dir, tmp_path, adapter=str(tmp_path / "nowhere"))
+
+
+def test_long_prompts_lose_their_oldest_turns_not_the_pair(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from mtsa.training.preference import fit_pairs
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    history = [{"role": "system", "content": "be safe"}]
+    for n in range(6):
+        history += [{"role": "user", "content": f"question {n} " * 20}, {"role": "assistant", "content": "ok " * 20}]
+    row = {"prompt": history + [{"role": "user", "content": "latest question"}],
+           "chosen": [{"role": "assistant", "content": "no"}], "rejected": [{"role": "assistant", "content": "yes"}]}
+    (fitted,), shortened = fit_pairs([row], tokenizer, max_length=200)
+    assert shortened == 1 and fitted["prompt"][0] == history[0]
+    assert fitted["prompt"][-1]["content"] == "latest question"
+    assert len(fitted["prompt"]) < len(row["prompt"])
+    assert fit_pairs([row], tokenizer, max_length=5000) == ([row], 0)
+    with pytest.raises(MtsaError, match="max-length"):
+        fit_pairs([row], tokenizer, max_length=10)
