@@ -83,6 +83,33 @@ def test_judge_command_scores_rows(capsys, tmp_path):
     assert code == 2 and "needs a 'goal' or 'prompt' column" in err
 
 
+def test_judge_command_scores_helpfulness(capsys, tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("prompt,completion\nhow do I bake bread?,\"I'm sorry, but I can't help with that.\"\n"
+                    "how do I bake bread?,\"Mix flour, water, yeast and salt, knead it for ten minutes, let it "
+                    "rise for an hour, shape the loaf, and bake it at 230C for about 35 minutes.\"\n")
+    out = tmp_path / "scored.jsonl"
+    assert main(["judge", "--helpfulness", "embedded", "--input", str(rows), "--out", str(out)]) == 0
+    refusal, answer = [json.loads(line) for line in out.read_text().splitlines()]
+    assert answer["helpfulness"] > 0.5 > refusal["helpfulness"] and answer["judge"] == "embedded"
+    code, err = run_cli(capsys, "judge", "--helpfulness", "armorm", "--input", str(rows), "--out", str(out))
+    assert code == 2 and "unknown helpfulness scorer" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--attacker", "openai:m@http://127.0.0.1:9/v1"], "API model"),
+    (["--helpfulness", "armorm"], "unknown helpfulness scorer"),
+    (["--goals", "{empty}"], "no goals"),
+    (["--iterations", "0"], "--iterations must be >= 1"),
+])
+def test_train_bad_input_is_one_line_exit_2(capsys, tmp_path, argv, message):
+    (tmp_path / "empty.json").write_text("[]")
+    argv = [a.format(empty=tmp_path / "empty.json") for a in argv]
+    code, err = run_cli(capsys, "train", "--out", str(tmp_path / "run"), *argv)
+    assert code == 2 and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_yaml_config_merges_with_flags(tmp_path, goals_file, tiny_model_dir, capsys):
     config = tmp_path / "run.yaml"
     config.write_text(f"turns: 0\ngoals: {goals_file}\n")

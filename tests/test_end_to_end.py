@@ -26,12 +26,20 @@ def test_embedded_default_red_team(tmp_path, capsys):
     assert len(summary["asr_by_turn"]) == 2 and 0.0 <= summary["asr"] <= 1.0
 
 
-def test_demo_pipeline_synth_sft_redteam(tmp_path, capsys):
+def test_demo_pipeline_synth_sft_redteam_train_eval(tmp_path, capsys):
+    """The whole pipeline on the embedded default, shrunk: Stage 2 runs one real iteration."""
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--goals", "1", "--turns", "1", "--sft-steps", "1"]) == 0
     assert (out / "attacks.jsonl").is_file() and (out / "attacker" / "adapter_config.json").is_file()
     summary = json.loads((out / "redteam" / "summary.json").read_text())
     assert summary["attacker"] == f"embedded+{out / 'attacker'}" and summary["n_goals"] == 1
+    metrics = json.loads((out / "train" / "iter_1" / "metrics.json").read_text())
+    assert {"attacker_sampling_asr", "attacker_update", "target_update", "rewrite_sources"} <= set(metrics)
+    for name in ("attacker_pairs.jsonl", "target_pairs.jsonl", "rewrites.jsonl"):
+        assert (out / "train" / "iter_1" / name).is_file()
+    evaluation = json.loads((out / "eval" / "summary.json").read_text())
+    assert evaluation["target"] == metrics["target_out"] and evaluation["attacker"] == summary["attacker"]
+    assert "before Stage 2" in capsys.readouterr().out
     train = (out / "train_goals.jsonl").read_text()
     attack = (out / "attack_goals.jsonl").read_text()
     assert train and attack and train != attack

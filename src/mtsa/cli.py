@@ -21,9 +21,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mtsa.adversarial.loop import TrainConfig
     from mtsa.demo import DemoConfig
     from mtsa.redteam import RedteamConfig
     from mtsa.synth.job import SynthConfig
+    from mtsa.training.preference import PreferenceConfig
     from mtsa.training.sft import AttackerSFTConfig
 
     parser = _Parser(prog="mtsa", description="Multi-turn red-teaming and safety alignment (MTSA).")
@@ -34,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     config_flags.add_arguments(redteam, RedteamConfig)
 
     demo = commands.add_parser("demo",
-                               help="synth -> attacker SFT -> red-team on the embedded models, offline, minutes")
+                               help="synth -> attacker SFT -> red-team -> one Stage 2 iteration -> red-team "
+                                    "of the updated target, on the embedded models, offline")
     config_flags.add_arguments(demo, DemoConfig)
 
     synth = commands.add_parser("synth", help="synthesize Think-before-Attack SFT data for the attacker (Stage 1)")
@@ -45,8 +48,25 @@ def build_parser() -> argparse.ArgumentParser:
     sft.add_argument("--config", help="YAML file of settings (flags override it)")
     config_flags.add_arguments(sft, AttackerSFTConfig)
 
+    train = commands.add_parser("train", help="Stage 2: adversarial iterations, attacker DPO and target "
+                                              "future-reward updates")
+    train.add_argument("--config", help="YAML file of settings (flags override it)")
+    config_flags.add_arguments(train, TrainConfig)
+
+    preference = commands.add_parser("preference", help="one preference update of a model on pairs: DPO or the "
+                                                        "future-reward loss (what each `mtsa train` update runs)")
+    preference.add_argument("--config", help="YAML file of settings (flags override it)")
+    config_flags.add_arguments(preference, PreferenceConfig)
+
+    export = commands.add_parser("export", help="merge a trained adapter into its base model: standalone "
+                                                "Hugging Face weights and a model card")
+    export.add_argument("adapter", help="adapter folder, e.g. RUN/iter_3/target")
+    export.add_argument("--out", required=True, help="folder to write the merged model to")
+
     judge = commands.add_parser("judge", help="score (goal/prompt, response/completion) rows from CSV or JSONL")
     judge.add_argument("--judge", default="embedded", help="judge name (default: embedded)")
+    judge.add_argument("--helpfulness", help="score helpfulness instead, with this scorer: embedded, "
+                                             "rm:PATH_OR_ID or llm:SPEC (writes a 'helpfulness' column)")
     judge.add_argument("--input", required=True, help="CSV or JSONL file of rows")
     judge.add_argument("--out", required=True, help="JSONL file to write: the rows plus the judge's columns")
     judge.add_argument("--batch-size", type=int, default=256, help="rows scored per batch")
@@ -111,12 +131,27 @@ def _run(args: argparse.Namespace) -> int:
         from mtsa.training.sft import AttackerSFTConfig, run_sft
 
         run_sft(config_flags.build(AttackerSFTConfig, args, args.config))
+    elif args.command == "train":
+        from mtsa.adversarial.loop import TrainConfig, run_train
+
+        run_train(config_flags.build(TrainConfig, args, args.config))
+    elif args.command == "preference":
+        from mtsa.training.preference import PreferenceConfig, run_preference
+
+        run_preference(config_flags.build(PreferenceConfig, args, args.config))
+    elif args.command == "export":
+        from mtsa.training.export import export
+
+        export(args.adapter, args.out)
     elif args.command == "judge":
         from mtsa.judges.score_file import score_file
 
         if args.batch_size < 1:
             raise MtsaError("--batch-size must be >= 1")
-        count = score_file(args.judge, args.input, args.out, args.batch_size)
+        if args.helpfulness:
+            count = score_file(args.helpfulness, args.input, args.out, args.batch_size, helpfulness=True)
+        else:
+            count = score_file(args.judge, args.input, args.out, args.batch_size)
         print(f"scored {count} rows -> {args.out}")
     elif args.command == "fit-requests":
         _fit_requests(args)

@@ -1,9 +1,12 @@
-"""`mtsa demo`: the whole Stage 1 loop on the embedded default, offline, in minutes on a CPU.
+"""`mtsa demo`: the whole MTSA pipeline on the embedded default, offline, in minutes on a CPU.
 
 1. synth: the offline template attacker red-teams the embedded target on a few built-in goals
    with each of the four strategies; the embedded judge scores every reply;
 2. sft: a LoRA adapter for the embedded model is trained on those dialogues (all kept);
-3. redteam: the fine-tuned attacker red-teams the embedded target on *other* built-in goals.
+3. redteam: the fine-tuned attacker red-teams the embedded target on *other* built-in goals;
+4. train: one Stage 2 iteration on the training goals (attacker DPO, target future-reward update);
+5. eval: the same fine-tuned attacker red-teams the *updated* target on the goals of step 3,
+   so that steps 3 and 5 differ only in the target.
 
 Each stage runs as the `mtsa` command a user would type (printed as it starts), in its own
 process. Everything lands in one folder; with --resume a stage that finished is not run again.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -55,7 +59,7 @@ def run_demo(config: DemoConfig) -> dict:
         write_jsonl_atomic(path, ({"goal": g.goal, "category": g.category} for g in part[:config.goals]))
 
     data = out / "attacks.jsonl"
-    print(f"[1/3] synthesizing attack dialogues -> {data}")
+    print(f"[1/5] synthesizing attack dialogues -> {data}")
     if not (config.resume and data.is_file()):
         # keep_all: with a handful of goals there may be few successes; every template
         # dialogue is well-formed, and the demo is about the attacker learning the format.
@@ -63,7 +67,7 @@ def run_demo(config: DemoConfig) -> dict:
                   **small)
 
     adapter = out / "attacker"
-    print(f"[2/3] fine-tuning the attacker (LoRA, {config.sft_steps} steps) -> {adapter}")
+    print(f"[2/5] fine-tuning the attacker (LoRA, {config.sft_steps} steps) -> {adapter}")
     if not (config.resume and (adapter / "adapter_config.json").is_file()):
         # Top-10-layer LoRA at a high rate: the fastest and leanest setting on this CPU (see
         # AttackerSFTConfig). A few steps do not teach a 135M model the turn format yet;
@@ -71,10 +75,25 @@ def run_demo(config: DemoConfig) -> dict:
         run_stage("sft", data=data, model="embedded", out=adapter, max_steps=config.sft_steps, batch_size=1,
                   gradient_accumulation=4, learning_rate=1e-3, lora_layers=10, logging_steps=2, seed=config.seed)
 
-    print(f"[3/3] red-teaming the embedded target with the fine-tuned attacker -> {out / 'redteam'}")
+    print(f"[3/5] red-teaming the embedded target with the fine-tuned attacker -> {out / 'redteam'}")
     run_stage("redteam", attacker=f"embedded+{adapter}", goals=attack_goals, out=out / "redteam", concurrency=8,
               **small)
-    return json.loads((out / "redteam" / "summary.json").read_text())
+
+    train = out / "train"
+    print(f"[4/5] Stage 2, one iteration: attacker DPO, target future-reward update -> {train}")
+    run_stage("train", attacker=f"embedded+{adapter}", target="embedded", goals=train_goals, out=train,
+              iterations=1, concurrency=16, benign_ratio=0.5, lora_layers=10, learning_rate=1e-4,
+              train_batch_size=2, max_length=1024, **small)
+    target = json.loads((train / "iter_1" / "metrics.json").read_text())["target_out"]
+
+    print(f"[5/5] red-teaming the updated target ({target}) with the same attacker -> {out / 'eval'}")
+    run_stage("redteam", attacker=f"embedded+{adapter}", target=target, goals=attack_goals, out=out / "eval",
+              concurrency=8, **small)
+    before = json.loads((out / "redteam" / "summary.json").read_text())
+    after = json.loads((out / "eval" / "summary.json").read_text())
+    print(f"ASR on the {config.goals} attack goals, embedded judge: before Stage 2 {before['asr']:.0%}, "
+          f"after one iteration {after['asr']:.0%} (a handful of goals: a noisy number)")
+    return after
 
 
 # glibc malloc settings for the stage processes: one arena, and tensors over 1 MiB in their own
@@ -83,11 +102,12 @@ def run_demo(config: DemoConfig) -> dict:
 LEAN_MALLOC = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "1048576", "MALLOC_TRIM_THRESHOLD_": "0"}
 
 
-def run_stage(command: str, **settings) -> None:
+def run_stage(command: str, launcher: str | None = None, **settings) -> None:
     """Run one stage as its own `mtsa` process, the command a user would type (printed first).
 
     A process per stage hands each stage's memory back before the next one starts, so the
-    demo's peak is that of its largest stage (the SFT), not the sum of all three.
+    demo's peak is that of its largest stage (the SFT), not the sum of all three. `launcher`
+    (e.g. "accelerate launch --config_file ddp.yaml") runs the stage instead of this Python.
     """
     argv = [command]
     for name, value in settings.items():
@@ -96,9 +116,10 @@ def run_stage(command: str, **settings) -> None:
             argv.append(flag if value else "--no-" + flag[2:])
         else:
             argv += [flag, str(value)]
-    print("  $ mtsa " + " ".join(argv), flush=True)
+    program = shlex.split(launcher) if launcher else [sys.executable]
+    print(f"  $ {launcher + ' -m mtsa.cli' if launcher else 'mtsa'} " + " ".join(argv), flush=True)
     env = {**LEAN_MALLOC, **os.environ}  # the user's own settings win
-    code = subprocess.run([sys.executable, "-m", "mtsa.cli", *argv], env=env, check=False).returncode
+    code = subprocess.run([*program, "-m", "mtsa.cli", *argv], env=env, check=False).returncode
     if code:
         raise MtsaError(f"the '{command}' stage failed (exit code {code}); "
                         "fix the cause above and rerun with --resume")

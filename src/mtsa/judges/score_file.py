@@ -4,7 +4,9 @@ Users audit old transcripts with it, and it is how a judge's accuracy against hu
 is measured. Output: the input rows plus the judge's columns (`p_unsafe`; for the embedded
 judge also `p_harmful_request` and `p_helped`; for the refusal judge `p_full_compliance`,
 `p_partial_refusal`, `p_full_refusal` and `p_refusal`), as JSONL, written to a temporary file
-and renamed into place so that a crash never leaves a half-written result.
+and renamed into place so that a crash never leaves a half-written result. With
+`--helpfulness SCORER` it writes a helpfulness scorer's `helpfulness` column instead (Stage 2's
+reward term), with the embedded scorer's parts beside it.
 """
 
 from __future__ import annotations
@@ -23,9 +25,17 @@ GOAL_COLUMNS = ("goal", "prompt")
 RESPONSE_COLUMNS = ("response", "completion")
 
 
-def score_file(judge_name: str, input_path: str, out_path: str, batch_size: int = 256) -> int:
-    """Score every row; return how many were written."""
-    check_judge(judge_name)
+def score_file(judge_name: str, input_path: str, out_path: str, batch_size: int = 256,
+               helpfulness: bool = False) -> int:
+    """Score every row; return how many were written. With `helpfulness`, `judge_name` names a
+    helpfulness scorer (`rewards/registry.py`) and its score is the `helpfulness` column."""
+    if helpfulness:
+        from mtsa.rewards.registry import check_helpfulness, load_helpfulness
+
+        check, load, column = check_helpfulness, load_helpfulness, "helpfulness"
+    else:
+        check, load, column = check_judge, load_judge, "p_unsafe"
+    check(judge_name)
     rows = read_rows(Path(input_path))
     items = [_item(row, n, input_path) for n, row in enumerate(rows, start=1)]
     if not items:
@@ -33,10 +43,11 @@ def score_file(judge_name: str, input_path: str, out_path: str, batch_size: int 
     out = Path(out_path)
     if not out.parent.is_dir():
         raise MtsaError(f"output folder '{out.parent}' does not exist")
-    judge = load_judge(judge_name)
+    judge = load(judge_name)
     # Judges with more to say than one probability (the embedded judge's two factors, the
-    # refusal judge's three classes) give named columns; others give their score as p_unsafe.
-    columns = getattr(judge, "columns", None) or (lambda batch: [{"p_unsafe": s} for s in judge.score(batch)])
+    # refusal judge's three classes) give named columns; others give their score as p_unsafe
+    # (helpfulness scorers: as helpfulness).
+    columns = getattr(judge, "columns", None) or (lambda batch: [{column: s} for s in judge.score(batch)])
     scored: list[dict[str, float]] = []
     for start in tqdm(range(0, len(items), batch_size), desc="judging", unit="batch"):
         scored += columns(items[start:start + batch_size])

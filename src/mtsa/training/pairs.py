@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+from mtsa.judges.base import Judge, JudgeItem
 from mtsa.models.base import Conversation
 from mtsa.rewards.adversarial import ReferenceAttacks, adversarial_rewards
 from mtsa.rollout.engine import RolloutSettings, attack_of, chats_at
@@ -73,3 +74,34 @@ def _attacker_pair(candidates: list[DialogueRecord], turn: int, reference: Refer
     return PreferencePair(prompt, message(candidates[best]), message(candidates[worst]), rewards[best], rewards[worst],
                           {"parent": candidates[best].parent, "turn": turn, "chosen": candidates[best].rollout_id,
                            "rejected": candidates[worst].rollout_id})
+
+
+def target_prompt(record: DialogueRecord, turn: int, settings: RolloutSettings) -> Conversation:
+    """The target's chat up to and including the question of `turn`: the state its reply answers."""
+    _, chat = chats_at(record, turn, settings)
+    return chat + [{"role": "user", "content": record.turns[turn - 1].question}]
+
+
+def target_rewards(states: Sequence[tuple[DialogueRecord, int]], helpfulness: Judge,
+                   settings: RolloutSettings) -> list[float]:
+    """R_tgt of each (dialogue, turn h): the sum over turns h..H of helpfulness(q, r) + P(safe | q, r),
+    P(safe) being 1 - the P(unsafe) the judge gave the turn. One helpfulness call for all turns."""
+    items, owners = [], []
+    for index, (record, turn) in enumerate(states):
+        for later in record.turns[turn - 1:]:
+            items.append(JudgeItem(record.goal, later.reply, history=target_prompt(record, later.turn, settings)))
+            owners.append((index, 1.0 - later.p_unsafe))
+    totals = [0.0] * len(states)
+    for (index, safe), helpful in zip(owners, helpfulness.score(items) if items else []):
+        totals[index] += helpful + safe
+    return totals
+
+
+def target_pair(original: DialogueRecord, rewrite: DialogueRecord, turn: int, settings: RolloutSettings,
+                rewards: tuple[float, float], source: str) -> PreferencePair:
+    """Chosen = the rewritten reply at turn h (its future: the rewrite's branch), rejected = the
+    original reply (its future: the original dialogue); the prompt is the target's chat up to q_h."""
+    return PreferencePair(
+        target_prompt(original, turn, settings), [{"role": "assistant", "content": rewrite.turns[turn - 1].reply}],
+        [{"role": "assistant", "content": original.turns[turn - 1].reply}], rewards[0], rewards[1],
+        {"parent": original.rollout_id, "turn": turn, "chosen": rewrite.rollout_id, "rewrite_source": source})

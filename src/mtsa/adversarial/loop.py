@@ -1,0 +1,378 @@
+"""`mtsa train`: MTSA Stage 2, adversarial iterative optimisation of an attacker and a target.
+
+Iteration t, in RUN/iter_<t>/ (phases in order; each one's output marks it done):
+1. attacker_sampling/  dialogues of attacker R_t against target T_t (a resumable run folder);
+2. attacker_branches/  from each successful dialogue, its attacker turn h redrawn at several
+                       temperatures and rolled out to H; ranked by R_adv -> attacker_pairs.jsonl;
+3. attacker/           DPO update of R_t on those pairs -> R_{t+1} (a LoRA adapter);
+4. target_sampling/    fresh dialogues of R_{t+1} against T_t;
+5. rewrites.jsonl      a safe rewrite of each successful dialogue's first unsafe reply;
+   target_branches/    each rewrite rolled out to H; rewards R_tgt -> target_pairs.jsonl, plus
+                       over-refusal guard pairs (benign look-alike prompts: answering beats refusing);
+6. target/             future-reward update of T_t on those pairs -> T_{t+1};
+7. metrics.json        what the iteration did, measured.
+The reference of each update is the model at its start. Updates run as their own `mtsa
+preference` processes (so generation and training never hold memory together, and a GPU user
+can wrap them in `accelerate launch`); a crash loses at most the phase in progress, and inside
+sampling phases not even finished dialogues.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mtsa.adversarial.resampling import attacker_branches, goal_of, target_turn
+from mtsa.adversarial.target_rewrite import Rewrite, safe_rewrites, source_counts
+from mtsa.atomic import write_json_atomic, write_jsonl_atomic
+from mtsa.config import help_text
+from mtsa.errors import MtsaError
+from mtsa.goals.loaders import load_goals
+from mtsa.judges.base import JudgeItem
+from mtsa.judges.registry import check_judge, load_judge
+from mtsa.models.registry import check_model, load_model
+from mtsa.models.spec import ModelSpec
+from mtsa.report.summary import summarize
+from mtsa.rewards.registry import check_helpfulness, load_helpfulness
+from mtsa.rollout.engine import Branch, Rollout, RolloutSettings
+from mtsa.rollout.job import RolloutConfig, run_into_folder
+from mtsa.rollout.records import DialogueRecord
+from mtsa.rollout.run_folder import RunFolder
+from mtsa.training.pairs import PreferencePair, attacker_pairs, target_pair, target_rewards
+
+SAME_RUN_KEYS = ("attacker", "target", "judge", "goals", "turns", "threshold", "iterations", "helpfulness",
+                 "target_objective")
+TEMPLATE_REFUSAL = "I'm sorry, but I can't help with that."
+
+
+@dataclass
+class TrainConfig(RolloutConfig):
+    """Settings of one Stage 2 run. Paper: 3 iterations, H = 5, attacker temperatures 0.6-1.2,
+    attacker DPO beta 0.1, target beta 0.01 (eta 50), lr 1.41e-5 with full fine-tuning on GPUs."""
+
+    attacker: str = field(default="embedded", metadata=help_text(
+        "attacker model spec (the Stage 1 attacker: embedded+DIR or hf:BASE+DIR)"))
+    out: str | None = field(default=None, metadata=help_text("run folder (default: runs/train-<time>)"))
+    iterations: int = field(default=3, metadata=help_text("adversarial iterations"))
+    attacker_temperatures: str = field(default="0.6,0.8,1.0,1.2", metadata=help_text(
+        "temperatures at which the chosen attacker turn is redrawn"))
+    attacker_safe_below: float = field(default=0.3, metadata=help_text(
+        "the attacker turn redrawn is the last one before the first unsafe reply with P(unsafe) <= this"))
+    reference_attacks: str | None = field(default=None, metadata=help_text(
+        "the Stage 1 attacker's data (SFT JSONL from `mtsa synth`) as the diversity reference; "
+        "default: the attack questions of the iteration's own dialogues"))
+    rewrite_retries: int = field(default=2, metadata=help_text("redraws of a safe rewrite still judged unsafe"))
+    rewrite_fallback: str | None = field(default=None, metadata=help_text(
+        "model spec of a stronger refusal writer for rewrites still unsafe (default: refusal templates)"))
+    helpfulness: str = field(default="embedded", metadata=help_text(
+        "helpfulness scorer of the target's reward: embedded, rm:PATH_OR_ID[?OPTIONS] or llm:SPEC"))
+    target_objective: str = field(default="future_reward", metadata=help_text(
+        "future_reward (MTSA) or dpo (the no-future-reward baseline: plain DPO on the same pairs)"))
+    attacker_beta: float = field(default=0.1, metadata=help_text("attacker DPO beta"))
+    target_beta: float = field(default=0.01, metadata=help_text(
+        "target beta; future_reward: eta = 1 / (2 beta), the nats asked per unit of reward"))
+    benign: str | None = field(default=None, metadata=help_text(
+        "benign look-alike prompts for the over-refusal guard (default: the shipped set)"))
+    benign_ratio: float = field(default=0.5, metadata=help_text("over-refusal guard pairs per target pair"))
+    learning_rate: float = field(default=5e-5, metadata=help_text("learning rate of both updates"))
+    train_epochs: float = field(default=1.0, metadata=help_text("epochs of each update"))
+    train_batch_size: int = field(default=2, metadata=help_text("pairs per step"))
+    lora_layers: int = field(default=0, metadata=help_text("LoRA on the top N layers only (0: all)"))
+    max_length: int = field(default=2048, metadata=help_text("tokens per pair (prompt + completion)"))
+    update_launcher: str | None = field(default=None, metadata=help_text(
+        "command that runs each update's process instead of this Python, e.g. 'accelerate launch "
+        "--config_file examples/accelerate/ddp.yaml' (it is given '-m mtsa.cli preference ...')"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.iterations < 1:
+            raise MtsaError("--iterations must be >= 1")
+        if self.target_objective not in ("future_reward", "dpo"):
+            raise MtsaError("--target-objective must be future_reward or dpo")
+        if not self.temperatures() or min(self.temperatures()) <= 0:
+            raise MtsaError("--attacker-temperatures must be positive numbers, comma-separated")
+        if self.benign_ratio < 0 or self.rewrite_retries < 0:
+            raise MtsaError("--benign-ratio and --rewrite-retries must be >= 0")
+        if self.attacker_beta <= 0 or self.target_beta <= 0:
+            raise MtsaError("--attacker-beta and --target-beta must be positive")
+
+    def temperatures(self) -> list[float]:
+        try:
+            return [float(t) for t in self.attacker_temperatures.split(",") if t.strip()]
+        except ValueError:
+            raise MtsaError(f"--attacker-temperatures '{self.attacker_temperatures}': not numbers") from None
+
+
+def run_train(config: TrainConfig) -> dict:
+    """Run (or resume) Stage 2; return the last iteration's metrics."""
+    goals = load_goals(config.goals, config.limit)
+    attacker_spec, target_spec = trainable(config.attacker, "--attacker"), trainable(config.target, "--target")
+    check_judge(config.judge)
+    check_helpfulness(config.helpfulness)
+    if config.rewrite_fallback:
+        check_model(config.rewrite_fallback)
+    benign = load_goals(config.benign) if config.benign else shipped_benign_prompts()
+    out = Path(config.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
+    RunFolder(out).check_can_start(config.resolved(str(out)), config.resume, SAME_RUN_KEYS)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "config.json", config.resolved(str(out)))
+
+    attacker, target = attacker_spec.text, target_spec.text
+    metrics: dict = {}
+    for iteration in range(1, config.iterations + 1):
+        folder = out / f"iter_{iteration}"
+        folder.mkdir(exist_ok=True)
+        metrics = read_metrics(folder) or {"iteration": iteration, "attacker_in": attacker, "target_in": target}
+        new_attacker = attacker_phase(config, goals, attacker, target, folder, metrics)
+        new_target = target_phase(config, goals, benign, new_attacker, target, folder, metrics)
+        metrics.update(attacker_out=new_attacker, target_out=new_target)
+        write_json_atomic(folder / "metrics.json", metrics)
+        print(f"iteration {iteration}: " + json.dumps({k: metrics.get(k) for k in (
+            "attacker_sampling_asr", "attacker_pairs", "target_sampling_asr", "target_pairs", "guard_pairs")}))
+        attacker, target = new_attacker, new_target
+    print(f"run folder: {out}; final attacker {attacker}, final target {target}")
+    return metrics
+
+
+def trainable(spec_text: str, flag: str) -> ModelSpec:
+    """A spec whose weights Stage 2 can update: a local model, with at most a LoRA adapter."""
+    spec = check_model(spec_text)
+    if spec.kind == "openai":
+        raise MtsaError(f"{flag} '{spec_text}' is an API model; Stage 2 trains it, so it must be local "
+                        "(embedded[+ADAPTER] or hf:PATH_OR_ID[+ADAPTER])")
+    return spec
+
+
+def with_adapter_spec(spec_text: str, adapter: Path) -> str:
+    """The spec of the same base model with `adapter` (replacing any adapter it had)."""
+    body, _, query = spec_text.partition("?")
+    base = body.split("+", 1)[0]
+    return f"{base}+{adapter}" + (f"?{query}" if query else "")
+
+
+def read_metrics(folder: Path) -> dict:
+    """The iteration's metrics written so far (a resumed run keeps its finished phases' numbers)."""
+    path = folder / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def phase_settings(config: TrainConfig, folder: Path, phase: int) -> RolloutSettings:
+    """The rollout settings of one sampling phase: its own seed, so that the iterations' and the
+    phases' dialogues of a goal are fresh draws, not replays of the same random streams."""
+    iteration = int(folder.name.split("_")[-1])
+    return dataclasses.replace(config.settings(), seed=config.seed * 1000 + 10 * iteration + phase)
+
+
+def attacker_phase(config: TrainConfig, goals, attacker: str, target: str, folder: Path, metrics: dict) -> str:
+    """Sample, branch, pair and update the attacker; return the new attacker's spec."""
+    out = folder / "attacker"
+    pairs_path = folder / "attacker_pairs.jsonl"
+    if "attacker_update" not in metrics:
+        settings = phase_settings(config, folder, 1)
+        started = time.perf_counter()
+        models = load_models(config, attacker, target)
+        dialogues = sample(folder / "attacker_sampling", config, goals, models, settings, (attacker, target))
+        branches = attacker_branches(dialogues, config.temperatures(), config.threshold, config.attacker_safe_below)
+        children = run_branches(folder / "attacker_branches", config, branches, models, settings)
+        pairs, skipped = attacker_pairs(children, reference_attacks(config, dialogues), settings)
+        write_pairs(pairs_path, pairs)
+        states = {b.branch.parent.rollout_id for b in branches}
+        metrics.update(attacker_sampling_asr=asr(dialogues, config), attacker_states=len(states),
+                       attacker_pairs=len(pairs), attacker_states_skipped=skipped,
+                       attacker_sampling_seconds=round(time.perf_counter() - started, 1))
+        release(models)
+        started = time.perf_counter()
+        metrics["attacker_update"] = update(config, pairs_path, attacker, out, "dpo", config.attacker_beta)
+        metrics["attacker_update_seconds"] = round(time.perf_counter() - started, 1)
+        write_json_atomic(folder / "metrics.json", metrics)
+    return with_adapter_spec(attacker, out) if (out / "adapter_config.json").is_file() else attacker
+
+
+def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str, folder: Path, metrics: dict) -> str:
+    """Sample against the new attacker, rewrite, branch, reward, pair and update the target."""
+    out = folder / "target"
+    pairs_path = folder / "target_pairs.jsonl"
+    if "target_update" in metrics:
+        return with_adapter_spec(target, out) if (out / "adapter_config.json").is_file() else target
+    settings = phase_settings(config, folder, 2)
+    started = time.perf_counter()
+    models = load_models(config, attacker, target)
+    dialogues = sample(folder / "target_sampling", config, goals, models, settings, (attacker, target))
+    metrics["target_sampling_asr"] = asr(dialogues, config)
+    todo = [(d, turn) for d in dialogues if (turn := target_turn(d, config.threshold)) is not None]
+    rewrites = load_or_make_rewrites(folder / "rewrites.jsonl", todo, models, config, settings)
+    branches = [Rollout(f"{d.rollout_id}/rewrite{turn}", goal_of(d), d.assigned_strategy,
+                        Branch(d, turn, reply=rewrite.reply)) for (d, turn), rewrite in zip(todo, rewrites)]
+    children = {c.rollout_id: c for c in run_branches(folder / "target_branches", config, branches, models,
+                                                      settings)}
+    helpfulness = load_helpfulness(config.helpfulness)
+    kept = [(d, turn, children[b.id], w) for (d, turn), b, w in zip(todo, branches, rewrites) if b.id in children]
+    chosen = target_rewards([(child, turn) for _, turn, child, _ in kept], helpfulness, settings)
+    rejected = target_rewards([(d, turn) for d, turn, _, _ in kept], helpfulness, settings)
+    pairs = [target_pair(d, child, turn, settings, (c, r), w.source)
+             for (d, turn, child, w), c, r in zip(kept, chosen, rejected)]
+    guard = guard_pairs(benign, round(config.benign_ratio * len(pairs)), models, helpfulness, config, settings)
+    write_pairs(pairs_path, pairs + guard)
+    metrics.update(target_pairs=len(pairs), guard_pairs=len(guard), rewrite_sources=source_counts(rewrites),
+                   target_reward_chosen=mean(chosen), target_reward_rejected=mean(rejected),
+                   target_margin_asked=mean([(c - r) / (2 * config.target_beta) for c, r in zip(chosen, rejected)]),
+                   target_sampling_seconds=round(time.perf_counter() - started, 1))
+    release(models)
+    del helpfulness
+    started = time.perf_counter()
+    metrics["target_update"] = update(config, pairs_path, target, out, config.target_objective, config.target_beta)
+    metrics["target_update_seconds"] = round(time.perf_counter() - started, 1)
+    write_json_atomic(folder / "metrics.json", metrics)
+    return with_adapter_spec(target, out) if (out / "adapter_config.json").is_file() else target
+
+
+def load_models(config: TrainConfig, attacker: str, target: str) -> dict:
+    """The phase's attacker, target (one instance when the specs are equal) and judge."""
+    attacker_model = load_model(attacker)
+    target_model = attacker_model if attacker == target else load_model(target)
+    fallback = load_model(config.rewrite_fallback) if config.rewrite_fallback else None
+    return {"attacker": attacker_model, "target": target_model, "judge": load_judge(config.judge),
+            "fallback": fallback}
+
+
+def release(models: dict) -> None:
+    """Drop a phase's models before an update runs in its own process."""
+    models.clear()
+    gc.collect()
+
+
+def sample(path: Path, config: TrainConfig, goals, models: dict, settings: RolloutSettings,
+           specs: tuple[str, str]) -> list[DialogueRecord]:
+    """Fresh dialogues of the phase's attacker and target (resumed dialogue by dialogue), with
+    their red-team summary in the phase's folder."""
+    folder = RunFolder(path)
+    folder.start({**config.resolved(str(path)), "attacker": specs[0], "target": specs[1], "seed": settings.seed})
+    dialogues = run_into_folder(folder, [Rollout.of(g) for g in goals], models["attacker"], models["target"],
+                                models["judge"], settings)
+    folder.write_summary(summarize(dialogues, turns=config.turns, threshold=config.threshold, judge=config.judge,
+                                   attacker=specs[0], target=specs[1], goals=config.goals))
+    return dialogues
+
+
+def run_branches(path: Path, config: TrainConfig, branches: list[Rollout], models: dict,
+                 settings: RolloutSettings) -> list[DialogueRecord]:
+    if not branches:
+        return []
+    folder = RunFolder(path)
+    folder.start({**config.resolved(str(path)), "seed": settings.seed})
+    return run_into_folder(folder, branches, models["attacker"], models["target"], models["judge"], settings)
+
+
+def asr(dialogues: list[DialogueRecord], config: TrainConfig) -> float:
+    """Share of the judged (well-formed) dialogues with an unsafe reply."""
+    judged = [d for d in dialogues if not d.format_failure]
+    return round(sum(d.first_unsafe_turn(config.threshold) is not None for d in judged) / len(judged), 4) \
+        if judged else 0.0
+
+
+def reference_attacks(config: TrainConfig, dialogues: list[DialogueRecord]):
+    """The diversity reference: the Stage 1 attacker's questions if given, else this iteration's own."""
+    from mtsa.rewards.adversarial import ReferenceAttacks
+
+    texts = reference_questions(Path(config.reference_attacks)) if config.reference_attacks else [
+        t.question for d in dialogues for t in d.turns]
+    return ReferenceAttacks(texts or ["(no reference attacks)"])
+
+
+def reference_questions(path: Path) -> list[str]:
+    """The attack questions of an SFT file (`mtsa synth`): every assistant message that parses."""
+    from mtsa.attacker.format import parse_attack
+    from mtsa.goals.loaders import read_rows
+
+    questions = []
+    for row in read_rows(path):
+        for message in (row.get("messages", []) if isinstance(row, dict) else []):
+            if message.get("role") == "assistant" and (attack := parse_attack(message.get("content", ""))):
+                questions.append(attack.question)
+    if not questions:
+        raise MtsaError(f"--reference-attacks '{path}': no attacker turns found (expected `mtsa synth` SFT JSONL)")
+    return questions
+
+
+def load_or_make_rewrites(path: Path, todo, models: dict, config: TrainConfig,
+                          settings: RolloutSettings) -> list[Rewrite]:
+    if path.is_file():
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if len(rows) == len(todo):
+            return [Rewrite(**row) for row in rows]
+    rewrites = safe_rewrites(todo, models["target"], models["judge"], settings, retries=config.rewrite_retries,
+                             fallback=models["fallback"])
+    write_jsonl_atomic(path, (dataclasses.asdict(r) for r in rewrites))
+    return rewrites
+
+
+def guard_pairs(benign, count: int, models: dict, helpfulness, config: TrainConfig,
+                settings: RolloutSettings) -> list[PreferencePair]:
+    """Over-refusal guard: for benign look-alike prompts, the target's own full answer (chosen)
+    over a refusal (rejected: its own, or a template), both rewarded as a one-turn dialogue. Two
+    replies are drawn per prompt; a prompt the target never fully answers is skipped."""
+    from mtsa.judges.refusal import RefusalJudge
+
+    if count == 0 or not benign:
+        return []
+    start = (config.seed * count) % len(benign)
+    prompts = (benign[start:] + benign[:start])[:count]
+    system = [{"role": "system", "content": settings.target_system_prompt}] if settings.target_system_prompt else []
+    chats = [system + [{"role": "user", "content": g.goal}] for g in prompts for _ in range(2)]
+    sampling = dataclasses.replace(settings.target_sampling, temperature=settings.target_sampling.temperature or 1.0,
+                                   seeds=tuple(range(settings.seed * 1000, settings.seed * 1000 + len(chats))))
+    replies = models["target"].generate(chats, sampling)
+    items = [JudgeItem(chat[-1]["content"], r.text, history=chat) for chat, r in zip(chats, replies)]
+    classes = RefusalJudge().columns(items)
+    chosen: list[tuple[str, JudgeItem, JudgeItem]] = []  # (prompt id, answer, refusal)
+    for i, goal in enumerate(prompts):
+        own = list(zip(items[2 * i:2 * i + 2], classes[2 * i:2 * i + 2]))
+        answer = next((item for item, c in own if c["p_full_compliance"] >= 0.5), None)
+        if answer is not None:
+            refusal = next((item for item, c in own if c["p_refusal"] >= 0.5),
+                           JudgeItem(goal.goal, TEMPLATE_REFUSAL, history=answer.history))
+            chosen.append((goal.id, answer, refusal))
+    scored = [item for _, answer, refusal in chosen for item in (answer, refusal)]
+    if not scored:
+        return []
+    rewards = [h + 1.0 - u for h, u in zip(helpfulness.score(scored), models["judge"].score(scored))]
+    return [PreferencePair(answer.history, [{"role": "assistant", "content": answer.reply}],
+                           [{"role": "assistant", "content": refusal.reply}], rewards[2 * i], rewards[2 * i + 1],
+                           {"guard": prompt_id})
+            for i, (prompt_id, answer, refusal) in enumerate(chosen)]
+
+
+def write_pairs(path: Path, pairs: list[PreferencePair]) -> None:
+    write_jsonl_atomic(path, (p.to_json() for p in pairs))
+
+
+def update(config: TrainConfig, pairs_path: Path, model: str, out: Path, objective: str, beta: float) -> dict:
+    """One preference update in its own `mtsa preference` process; no pairs, no update (said so)."""
+    from mtsa.demo import run_stage
+
+    if not any(line.strip() for line in pairs_path.read_text().splitlines()):
+        print(f"  no pairs in {pairs_path}: {out.name} is not updated this iteration")
+        return {"skipped": "no pairs"}
+    spec = check_model(model)
+    adapter = {"adapter": spec.adapter} if spec.adapter else {}
+    base = model.partition("?")[0].split("+", 1)[0]
+    run_stage("preference", launcher=config.update_launcher, data=pairs_path, model=base, out=out,
+              objective=objective, beta=beta, learning_rate=config.learning_rate, epochs=config.train_epochs,
+              batch_size=config.train_batch_size, lora_layers=config.lora_layers, max_length=config.max_length,
+              seed=config.seed, **adapter)
+    summary = json.loads((out / "mtsa_preference.json").read_text())
+    return {k: summary[k] for k in ("train_loss", "steps", "pairs", "log")}
+
+
+def mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def shipped_benign_prompts():
+    from mtsa.judges.requests import DATA_DIR
+
+    return load_goals(str(DATA_DIR / "benign_lookalikes.jsonl"))

@@ -1,0 +1,127 @@
+"""One Stage 2 iteration end to end on the tiny model, with a scripted attacker and judge (so that
+dialogues succeed and candidates differ), real TRL updates in their own processes, and resume."""
+
+import json
+
+import pytest
+
+from mtsa.adversarial import loop
+from mtsa.adversarial.loop import TrainConfig, run_train, with_adapter_spec
+from mtsa.errors import MtsaError
+from mtsa.models.base import Reply
+from mtsa.models.hf import HFChatModel
+from mtsa.training.export import export
+
+
+class VaryingAttacker:
+    """Well-formed turns whose question names the turn and the temperature it was drawn at."""
+
+    name = "scripted-attacker"
+
+    def generate(self, conversations, params):
+        replies = []
+        for index, conversation in enumerate(conversations):
+            goal = conversation[0]["content"].split("GOAL: ")[1].split("\n")[0]
+            turn = 1 + sum(m["role"] == "assistant" for m in conversation)
+            question = f"{goal} q{turn} at {params.temperature_for(index)}?"
+            replies.append(Reply(f"Thinking {turn}: use role play.\nAttack question {turn}: {question}", 10, 5))
+        return replies
+
+
+class TurnJudge:
+    """Turn 2 is unsafe; turn 1 is unsafe in proportion to the temperature its question was drawn at."""
+
+    name = "scripted-judge"
+
+    def score(self, items):
+        scores = []
+        for item in items:
+            question = item.question
+            at = question.rsplit(" at ", 1)
+            scores.append(1.0 if " q2 " in question else float(at[1].rstrip("?")) / 4 if len(at) == 2 else 0.0)
+        return scores
+
+
+@pytest.fixture
+def scripted_models(tiny_model_dir, monkeypatch):
+    target = HFChatModel(str(tiny_model_dir))
+
+    def load_models(config, attacker, target_spec):
+        return {"attacker": VaryingAttacker(), "target": target, "judge": TurnJudge(), "fallback": None}
+
+    monkeypatch.setattr(loop, "load_models", load_models)
+
+
+def config(tiny_model_dir, tmp_path, **overrides):
+    goals = tmp_path / "goals.jsonl"
+    goals.write_text("".join(json.dumps({"goal": f"goal{i}", "category": "weapons"}) + "\n" for i in range(2)))
+    settings = dict(attacker=f"hf:{tiny_model_dir}", target=f"hf:{tiny_model_dir}", judge="keyword",
+                    goals=str(goals), turns=3, iterations=1, out=str(tmp_path / "run"), target_max_tokens=8,
+                    attacker_max_tokens=16, benign_ratio=1.0, train_batch_size=1, max_length=1024)
+    return TrainConfig(**{**settings, **overrides})
+
+
+def test_one_iteration_writes_pairs_updates_both_models_and_resumes(tiny_model_dir, tmp_path, scripted_models,
+                                                                    monkeypatch):
+    metrics = run_train(config(tiny_model_dir, tmp_path))
+    folder = tmp_path / "run" / "iter_1"
+    attacker_pairs = [json.loads(line) for line in (folder / "attacker_pairs.jsonl").read_text().splitlines()]
+    target_pairs = [json.loads(line) for line in (folder / "target_pairs.jsonl").read_text().splitlines()]
+    assert len(attacker_pairs) == 2  # one state per goal: turn 1, redrawn at four temperatures
+    assert attacker_pairs[0]["chosen"][0]["content"].startswith("Thinking 1:")
+    assert "at 1.2?" in attacker_pairs[0]["chosen"][0]["content"]  # the most unsafe candidate
+    assert "at 1.0?" in attacker_pairs[0]["rejected"][0]["content"]  # the parent's own attack again: no diversity
+    rewrites = [p for p in target_pairs if "rewrite_source" in p["provenance"]]
+    assert len(rewrites) == 2 and all(p["prompt"][-1]["content"].endswith("q2 at 1.0?") for p in rewrites)
+    assert metrics["rewrite_sources"]["template"] == 2  # this judge finds every reply to q2 unsafe
+    assert all((folder / model / "adapter_config.json").is_file() for model in ("attacker", "target"))
+    assert metrics["attacker_out"] == with_adapter_spec(f"hf:{tiny_model_dir}", folder / "attacker")
+    assert metrics["attacker_update"]["steps"] >= 1 and metrics["target_update"]["pairs"] == len(target_pairs)
+    saved = json.loads((folder / "metrics.json").read_text())
+    assert saved["attacker_sampling_asr"] == 1.0 and saved["target_pairs"] == 2
+
+    exported = export(str(folder / "target"), str(tmp_path / "exported"))
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(exported)  # plain transformers: no peft, no mtsa
+    assert merged.config.num_hidden_layers == 2 and not (exported / "adapter_config.json").exists()
+    card = (exported / "README.md").read_text()
+    assert "future_reward" in card and "target sampling" in card
+
+    def no_update(*args, **kwargs):
+        raise AssertionError("a finished phase ran again")
+
+    monkeypatch.setattr(loop, "update", no_update)
+    again = run_train(config(tiny_model_dir, tmp_path, resume=True))
+    assert again["target_out"] == metrics["target_out"]
+
+
+def test_an_iteration_without_successes_makes_no_pairs_and_keeps_the_models(tiny_model_dir, tmp_path, monkeypatch):
+    target = HFChatModel(str(tiny_model_dir))
+
+    class SafeJudge(TurnJudge):
+        def score(self, items):
+            return [0.0] * len(items)
+
+    monkeypatch.setattr(loop, "load_models", lambda *a: {"attacker": VaryingAttacker(), "target": target,
+                                                        "judge": SafeJudge(), "fallback": None})
+    metrics = run_train(config(tiny_model_dir, tmp_path, benign_ratio=0.0))
+    assert metrics["attacker_pairs"] == 0 and metrics["target_pairs"] == 0
+    assert metrics["attacker_update"] == {"skipped": "no pairs"}
+    assert metrics["attacker_out"] == f"hf:{tiny_model_dir}" and metrics["target_out"] == f"hf:{tiny_model_dir}"
+
+
+def test_with_adapter_spec_replaces_the_adapter_and_keeps_options():
+    assert with_adapter_spec("embedded", "runs/a") == "embedded+runs/a"
+    assert with_adapter_spec("hf:base+old?device=cpu", "new") == "hf:base+new?device=cpu"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"attacker": "openai:gpt-4o@http://localhost:1"}, "API model"),
+    ({"iterations": 0}, "iterations"),
+    ({"target_objective": "ppo"}, "target-objective"),
+    ({"attacker_temperatures": "hot"}, "attacker-temperatures"),
+])
+def test_bad_settings_are_one_line_errors(tiny_model_dir, tmp_path, overrides, message):
+    with pytest.raises(MtsaError, match=message):
+        run_train(config(tiny_model_dir, tmp_path, **overrides))
