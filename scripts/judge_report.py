@@ -14,6 +14,8 @@ What it measures (nothing is tuned on the reported rows):
 - pyrit's allowed scorer sets (refusal_scorer/, harm/), one file held out at a time.
 - with --objective, pyrit's reserved objective/ set, once, with the shipped heads.
 - speed: replies per second of the shipped embedded judge on the Mistral XSTest rows.
+- the embedded helpfulness scorer (Stage 2's reward term), one XSTest model held out as above:
+  ROC AUC of full compliance over full refusal on the safe prompts.
 
     python scripts/judge_report.py --xstest ../shared/data/xstest_labeled \\
         --pyrit-dir .cache/pyrit/whl --train-goals ../shared/data/train_goals.json [--objective]
@@ -175,6 +177,21 @@ def refusal_in_sample(xstest_dir: Path) -> str:
     return f"{np.mean(predicted == data.classes):.3f}"
 
 
+def helpfulness_row(held: Dataset, train: list[Dataset]) -> str:
+    """ROC AUC of the embedded helpfulness scorer (refusal head refitted without the held-out
+    model) ranking full compliance above full refusal on XSTest's safe prompts; keyword beside."""
+    from sklearn.metrics import roc_auc_score
+
+    probs = class_probabilities(fit_refusal_head(train, 1.0), held.feats())
+    harm = p_harm_of(held)
+    helpfulness = harm * (probs[:, 1] + probs[:, 2]) + (1 - harm) * probs[:, 0]
+    keyword = 1 - np.asarray(KeywordJudge().score(held.items))
+    rows = (~held.harmful) & (held.classes != 1)  # safe prompts, full compliance or full refusal
+    answered = held.classes[rows] == 0
+    return (f"| {held.name} | {int(answered.sum())} / {int((~answered).sum())} | "
+            f"{roc_auc_score(answered, helpfulness[rows]):.3f} | {roc_auc_score(answered, keyword[rows]):.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--xstest", type=Path, required=True, help="folder of the XSTest labelled completions")
@@ -194,6 +211,12 @@ def main() -> None:
     for held in xstest:
         for row in xstest_rows(held, [s for s in xstest if s is not held] + pyrit):
             print(row)
+    print("\nEmbedded helpfulness scorer, XSTest safe prompts, one model held out: ROC AUC of full compliance "
+          "over full refusal")
+    print("| held out | compliances / refusals | embedded helpfulness | keyword (not refused) |")
+    print("| --- | --- | --- | --- |")
+    for held in xstest:
+        print(helpfulness_row(held, [s for s in xstest if s is not held] + pyrit))
     print("\nRequest classifier, leave one group out (share classified correctly):")
     print("| L2 | goal pool | built-in goals | harmful questions | benign look-alikes | contrast pairs, benign | "
           "contrast pairs, harmful |\n| --- | --- | --- | --- | --- | --- | --- |")
