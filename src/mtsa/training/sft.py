@@ -147,7 +147,7 @@ def build_trainer(config: AttackerSFTConfig):
         lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio
         per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation,
         max_length=config.max_length, max_steps=config.max_steps, seed=config.seed,
-        logging_steps=config.logging_steps, **_checkpointing_argument(SFTConfig, config.gradient_checkpointing),
+        logging_steps=config.logging_steps, **checkpointing_argument(SFTConfig, config.gradient_checkpointing),
         # Mixed precision on GPUs only: on a CPU autocast would redo in bf16 what the base dtype decided.
         bf16=gpu and dtype == torch.bfloat16, fp16=gpu and dtype == torch.float16, save_strategy="no",
         dataloader_pin_memory=gpu, report_to="none")
@@ -157,7 +157,7 @@ def build_trainer(config: AttackerSFTConfig):
     return trainer, rows, path
 
 
-def _checkpointing_argument(config_class: type, enabled: bool) -> dict:
+def checkpointing_argument(config_class: type, enabled: bool) -> dict:
     """transformers 5 renamed `gradient_checkpointing` to `activation_checkpointing` (the old
     name warns); older versions only know the old one."""
     names = {f.name for f in dataclasses.fields(config_class)}
