@@ -215,7 +215,7 @@ def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str,
     rejected = target_rewards([(d, turn) for d, turn, _, _ in kept], helpfulness, settings)
     pairs = [target_pair(d, child, turn, settings, (c, r), w.source)
              for (d, turn, child, w), c, r in zip(kept, chosen, rejected)]
-    guard = guard_pairs(benign, round(config.benign_ratio * len(pairs)), models, helpfulness, config, settings)
+    guard = guard_pairs(benign, round(config.benign_ratio * len(pairs)), models, config, settings)
     write_pairs(pairs_path, pairs + guard)
     metrics.update(target_pairs=len(pairs), guard_pairs=len(guard), rewrite_sources=source_counts(rewrites),
                    target_reward_chosen=mean(chosen), target_reward_rejected=mean(rejected),
@@ -310,11 +310,16 @@ def load_or_make_rewrites(path: Path, todo, models: dict, config: TrainConfig,
     return rewrites
 
 
-def guard_pairs(benign, count: int, models: dict, helpfulness, config: TrainConfig,
+def guard_pairs(benign, count: int, models: dict, config: TrainConfig,
                 settings: RolloutSettings) -> list[PreferencePair]:
     """Over-refusal guard: for benign look-alike prompts, the target's own full answer (chosen)
     over a refusal (rejected: its own, or a template), both rewarded as a one-turn dialogue. Two
-    replies are drawn per prompt; a prompt the target never fully answers is skipped."""
+    replies are drawn per prompt; a prompt the target never fully answers is skipped.
+
+    The prompts are benign by construction, so a reply's helpfulness here is the refusal judge's
+    P(full compliance), not the run's scorer: a scorer that takes a look-alike for a harmful
+    request (which is what look-alikes are for) would reward the refusal and turn the guard
+    around. A pair whose answer still does not out-score its refusal is left out."""
     from mtsa.judges.refusal import RefusalJudge
 
     if count == 0 or not benign:
@@ -339,11 +344,12 @@ def guard_pairs(benign, count: int, models: dict, helpfulness, config: TrainConf
     scored = [item for _, answer, refusal in chosen for item in (answer, refusal)]
     if not scored:
         return []
-    rewards = [h + 1.0 - u for h, u in zip(helpfulness.score(scored), models["judge"].score(scored))]
+    answered = [c["p_full_compliance"] for c in RefusalJudge().columns(scored)]
+    rewards = [h + 1.0 - u for h, u in zip(answered, models["judge"].score(scored))]
     return [PreferencePair(answer.history, [{"role": "assistant", "content": answer.reply}],
                            [{"role": "assistant", "content": refusal.reply}], rewards[2 * i], rewards[2 * i + 1],
                            {"guard": prompt_id})
-            for i, (prompt_id, answer, refusal) in enumerate(chosen)]
+            for i, (prompt_id, answer, refusal) in enumerate(chosen) if rewards[2 * i] > rewards[2 * i + 1]]
 
 
 def write_pairs(path: Path, pairs: list[PreferencePair]) -> None:
