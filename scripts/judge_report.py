@@ -185,7 +185,7 @@ def helpfulness_row(held: Dataset, train: list[Dataset]) -> str:
     probs = class_probabilities(fit_refusal_head(train, 1.0), held.feats())
     harm = p_harm_of(held)
     helpfulness = harm * (probs[:, 1] + probs[:, 2]) + (1 - harm) * probs[:, 0]
-    keyword = 1 - np.asarray(KeywordJudge().score(held.items))
+    keyword = np.asarray(KeywordJudge().score(held.items))  # 1 where no refusal phrase: answered
     rows = (~held.harmful) & (held.classes != 1)  # safe prompts, full compliance or full refusal
     answered = held.classes[rows] == 0
     return (f"| {held.name} | {int(answered.sum())} / {int((~answered).sum())} | "
