@@ -28,10 +28,17 @@ from pathlib import Path
 
 from mtsa.atomic import write_json_atomic
 from mtsa.config import help_text
-from mtsa.errors import MtsaError, first_line
+from mtsa.errors import MtsaError
 from mtsa.models.dtype import check_dtype_name, choose_dtype, chosen_dtypes
-from mtsa.models.registry import check_model
-from mtsa.training.sft import base_model_path, checkpointing_argument, lora_config
+from mtsa.training.common import (
+    base_model_path,
+    check_trainable_base,
+    checkpointing_argument,
+    load_chat_tokenizer,
+    lora_config,
+    new_output_folder,
+    train_and_save,
+)
 
 OBJECTIVES = ("dpo", "future_reward")
 
@@ -75,12 +82,7 @@ class PreferenceConfig:
             raise MtsaError("--data FILE.jsonl and --out DIR are required")
         if self.objective not in OBJECTIVES:
             raise MtsaError(f"--objective must be one of {', '.join(OBJECTIVES)}, got '{self.objective}'")
-        spec = check_model(self.model)
-        if spec.kind == "openai":
-            raise MtsaError("--model must be a local model (embedded or hf:...), not an API endpoint: "
-                            "only local weights can be trained")
-        if spec.adapter:
-            raise MtsaError("--model must be a base model; give the adapter to train further with --adapter")
+        check_trainable_base(self.model, "; give the adapter to train further with --adapter")
         if self.adapter and not (Path(self.adapter) / "adapter_config.json").is_file():
             raise MtsaError(f"--adapter '{self.adapter}' is not an adapter folder (no adapter_config.json)")
         check_dtype_name(self.dtype, "--dtype")
@@ -117,13 +119,9 @@ def load_pairs(path: str, objective: str) -> list[dict]:
 
 def run_preference(config: PreferenceConfig) -> dict:
     """Train and save; return the summary written to OUT/mtsa_preference.json."""
-    out = Path(config.out)
-    if out.exists() and any(out.iterdir()):
-        raise MtsaError(f"--out '{out}' is not empty; choose a new folder")
+    out = new_output_folder(config.out)
     trainer, pairs, path = build_trainer(config)
-    result = trainer.train()
-    trainer.save_model(str(out))
-    trainer.processing_class.save_pretrained(str(out))
+    result = train_and_save(trainer, out)
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     summary = {**dataclasses.asdict(config), "base_model_path": path, "dtypes": chosen_dtypes(),
                "train_loss": result.training_loss, "steps": result.global_step, "pairs": len(pairs),
@@ -138,17 +136,12 @@ def build_trainer(config: PreferenceConfig):
     """(a TRL DPOTrainer, or its future-reward subclass, ready to train; the pairs; the base model path)."""
     import datasets
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
 
     rows = load_pairs(config.data, config.objective)
     path = base_model_path(config.model)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise MtsaError(f"could not load tokenizer of '{path}': {first_line(exc)}") from None
-    if not tokenizer.chat_template:
-        raise MtsaError(f"model '{path}' has no chat template; preference pairs are chat conversations")
+    tokenizer = load_chat_tokenizer(path, "preference pairs are chat conversations")
     rows, shortened = fit_pairs(rows, tokenizer, config.max_length)
     pairs = datasets.Dataset.from_list(rows)
     gpu = torch.cuda.is_available()

@@ -16,9 +16,17 @@ from pathlib import Path
 
 from mtsa.atomic import write_json_atomic
 from mtsa.config import help_text
-from mtsa.errors import MtsaError, first_line
+from mtsa.errors import MtsaError
 from mtsa.models.dtype import check_dtype_name, choose_dtype, chosen_dtypes
-from mtsa.models.registry import check_model
+from mtsa.training.common import (
+    base_model_path,
+    check_trainable_base,
+    checkpointing_argument,
+    load_chat_tokenizer,
+    lora_config,
+    new_output_folder,
+    train_and_save,
+)
 
 
 @dataclass
@@ -60,25 +68,12 @@ class AttackerSFTConfig:
     def __post_init__(self) -> None:
         if not self.data or not self.out:
             raise MtsaError("--data FILE.jsonl and --out DIR are required")
-        spec = check_model(self.model)
-        if spec.kind == "openai":
-            raise MtsaError("--model must be a local model (embedded or hf:...), not an API endpoint")
-        if spec.adapter:
-            raise MtsaError("--model must be a base model without an adapter")
+        check_trainable_base(self.model, "")
         check_dtype_name(self.dtype, "--dtype")
         if self.lora_layers < 0:
             raise MtsaError("--lora-layers must be >= 0")
         if self.epochs <= 0 or self.learning_rate <= 0 or self.batch_size < 1 or self.gradient_accumulation < 1:
             raise MtsaError("--epochs, --learning-rate, --batch-size and --gradient-accumulation must be positive")
-
-
-def base_model_path(spec_text: str) -> str:
-    spec = check_model(spec_text)
-    if spec.kind == "embedded":
-        from mtsa.models.embedded import chat_model_dir
-
-        return str(chat_model_dir())
-    return spec.model
 
 
 def load_sft_rows(path: str):
@@ -101,13 +96,9 @@ def load_sft_rows(path: str):
 
 def run_sft(config: AttackerSFTConfig) -> Path:
     """Train and save; return the output folder."""
-    out = Path(config.out)
-    if out.exists() and any(out.iterdir()):
-        raise MtsaError(f"--out '{out}' is not empty; choose a new folder")
+    out = new_output_folder(config.out)
     trainer, rows, path = build_trainer(config)
-    result = trainer.train()
-    trainer.save_model(str(out))
-    trainer.processing_class.save_pretrained(str(out))
+    result = train_and_save(trainer, out)
     write_json_atomic(out / "mtsa_sft.json", {**dataclasses.asdict(config), "base_model_path": path,
                                               "dtypes": chosen_dtypes(), "train_loss": result.training_loss,
                                               "steps": result.global_step, "rows": len(rows)})
@@ -118,19 +109,14 @@ def run_sft(config: AttackerSFTConfig) -> Path:
 def build_trainer(config: AttackerSFTConfig):
     """(TRL SFTTrainer ready to train, the data rows, the base model path)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     from mtsa.training.chat_tokens import tokenize_with_assistant_mask
 
     rows = load_sft_rows(config.data)
     path = base_model_path(config.model)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise MtsaError(f"could not load tokenizer of '{path}': {first_line(exc)}") from None
-    if not tokenizer.chat_template:
-        raise MtsaError(f"model '{path}' has no chat template; the attacker must be a chat model")
+    tokenizer = load_chat_tokenizer(path, "the attacker must be a chat model")
     tokenized = rows.map(lambda row: tokenize_with_assistant_mask(tokenizer, row["messages"]),
                          remove_columns=rows.column_names)
 
@@ -155,13 +141,6 @@ def build_trainer(config: AttackerSFTConfig):
     trainer = trainer_class(model=model, args=args, train_dataset=tokenized, processing_class=tokenizer,
                             peft_config=peft_config)
     return trainer, rows, path
-
-
-def checkpointing_argument(config_class: type, enabled: bool) -> dict:
-    """transformers 5 renamed `gradient_checkpointing` to `activation_checkpointing` (the old
-    name warns); older versions only know the old one."""
-    names = {f.name for f in dataclasses.fields(config_class)}
-    return {"activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing": enabled}
 
 
 def _labelled_logits_trainer() -> type:
@@ -201,22 +180,3 @@ def labelled_positions_loss(model, inputs: dict, num_items_in_batch=None):
                                               reduction="sum")
     count = num_items_in_batch if num_items_in_batch is not None else (wanted != -100).sum()
     return total / torch.as_tensor(count, device=total.device).clamp(min=1)
-
-
-def lora_config(config: AttackerSFTConfig, model):
-    """The peft LoraConfig; with `lora_layers`, only the top layers are adapted."""
-    import torch
-    from peft import LoraConfig
-
-    targets = config.lora_target_modules
-    layers = None
-    if config.lora_layers:
-        if targets == "all-linear":  # peft wants module names with layers_to_transform: the same set, named
-            head = model.get_output_embeddings()
-            targets = ",".join(sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                                       if isinstance(module, torch.nn.Linear) and module is not head}))
-        num_layers = model.config.num_hidden_layers
-        layers = list(range(max(0, num_layers - config.lora_layers), num_layers))
-    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      task_type="CAUSAL_LM", layers_to_transform=layers,
-                      target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")])

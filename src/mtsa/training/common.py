@@ -1,0 +1,85 @@
+"""What the trainers share (`sft.py`, `preference.py`): the base model's path, its tokenizer,
+LoRA settings, the output folder, and training then saving."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from mtsa.errors import MtsaError, first_line
+from mtsa.models.registry import check_model
+
+
+def base_model_path(spec_text: str) -> str:
+    spec = check_model(spec_text)
+    if spec.kind == "embedded":
+        from mtsa.models.embedded import chat_model_dir
+
+        return str(chat_model_dir())
+    return spec.model
+
+
+def check_trainable_base(spec_text: str, adapter_hint: str) -> None:
+    """A base model whose weights can be trained here: local (not an API), without an adapter."""
+    spec = check_model(spec_text)
+    if spec.kind == "openai":
+        raise MtsaError("--model must be a local model (embedded or hf:...), not an API endpoint: "
+                        "only local weights can be trained")
+    if spec.adapter:
+        raise MtsaError(f"--model must be a base model without an adapter{adapter_hint}")
+
+
+def load_chat_tokenizer(path: str, why: str):
+    """The tokenizer of a chat model; a missing one or one without a chat template is a user error."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise MtsaError(f"could not load tokenizer of '{path}': {first_line(exc)}") from None
+    if not tokenizer.chat_template:
+        raise MtsaError(f"model '{path}' has no chat template; {why}")
+    return tokenizer
+
+
+def new_output_folder(out: str) -> Path:
+    """The output folder, refused if it already holds something (nothing is overwritten)."""
+    path = Path(out)
+    if path.exists() and any(path.iterdir()):
+        raise MtsaError(f"--out '{path}' is not empty; choose a new folder")
+    return path
+
+
+def train_and_save(trainer, out: Path):
+    """Train; save the adapter (or model) and the tokenizer into `out`; return the train result."""
+    result = trainer.train()
+    trainer.save_model(str(out))
+    trainer.processing_class.save_pretrained(str(out))
+    return result
+
+
+def checkpointing_argument(config_class: type, enabled: bool) -> dict:
+    """transformers 5 renamed `gradient_checkpointing` to `activation_checkpointing` (the old
+    name warns); older versions only know the old one."""
+    names = {f.name for f in dataclasses.fields(config_class)}
+    return {"activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing": enabled}
+
+
+def lora_config(config, model):
+    """The peft LoraConfig from a trainer config's lora_* fields; with `lora_layers`, only the
+    top layers are adapted."""
+    import torch
+    from peft import LoraConfig
+
+    targets = config.lora_target_modules
+    layers = None
+    if config.lora_layers:
+        if targets == "all-linear":  # peft wants module names with layers_to_transform: the same set, named
+            head = model.get_output_embeddings()
+            targets = ",".join(sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                                       if isinstance(module, torch.nn.Linear) and module is not head}))
+        num_layers = model.config.num_hidden_layers
+        layers = list(range(max(0, num_layers - config.lora_layers), num_layers))
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      task_type="CAUSAL_LM", layers_to_transform=layers,
+                      target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")])
