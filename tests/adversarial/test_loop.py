@@ -88,6 +88,15 @@ def test_one_iteration_writes_pairs_updates_both_models_and_resumes(tiny_model_d
     card = (exported / "README.md").read_text()
     assert "future_reward" in card and "target sampling" in card
 
+    # an update killed half-way leaves a folder without its summary: a resume trains it again
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "adapter_model.safetensors").write_text("torn")
+    config_again = config(tiny_model_dir, tmp_path, resume=True)
+    redone = loop.update(config_again, folder / "target_pairs.jsonl", f"hf:{tiny_model_dir}", partial,
+                         "future_reward", 0.01)
+    assert redone["steps"] >= 1 and (partial / "mtsa_preference.json").is_file()
+
     def no_update(*args, **kwargs):
         raise AssertionError("a finished phase ran again")
 

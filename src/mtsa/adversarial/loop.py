@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -363,6 +364,8 @@ def update(config: TrainConfig, pairs_path: Path, model: str, out: Path, objecti
     if not any(line.strip() for line in pairs_path.read_text().splitlines()):
         print(f"  no pairs in {pairs_path}: {out.name} is not updated this iteration")
         return {"skipped": "no pairs"}
+    if out.exists() and not (out / "mtsa_preference.json").is_file():
+        shutil.rmtree(out)  # an update interrupted before it finished: run it again from the start
     spec = check_model(model)
     adapter = {"adapter": spec.adapter} if spec.adapter else {}
     base = model.partition("?")[0].split("+", 1)[0]
