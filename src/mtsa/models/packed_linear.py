@@ -57,4 +57,10 @@ def pack_linear_layers(model, rows: int) -> int:
             if type(child) is nn.Linear:
                 setattr(module, name, PackedLinear(child, rows))
                 packed += 1
+    # Weights loaded from safetensors live in one memory-mapped file, kept mapped (and the linear
+    # weights' pages resident) while any tensor of it is alive; copying what is left (embeddings,
+    # norms) lets the mapping go, so the replaced weights stop counting twice.
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if tensor.layout == torch.strided:  # not the packed (opaque) weights themselves
+            tensor.data = tensor.data.clone()
     return packed
