@@ -176,13 +176,14 @@ def attacker_phase(config: TrainConfig, goals, attacker: str, target: str, folde
         settings = phase_settings(config, folder, 1)
         started = time.perf_counter()
         models = load_models(config, attacker, target)
-        dialogues = sample(folder / "attacker_sampling", config, goals, models, settings, (attacker, target))
+        dialogues, sampled_asr = sample(folder / "attacker_sampling", config, goals, models, settings,
+                                        (attacker, target))
         branches = attacker_branches(dialogues, config.temperatures(), config.threshold, config.attacker_safe_below)
         children = run_branches(folder / "attacker_branches", config, branches, models, settings)
         pairs, skipped = attacker_pairs(children, reference_attacks(config, dialogues), settings)
         write_pairs(pairs_path, pairs)
         states = {b.branch.parent.rollout_id for b in branches}
-        metrics.update(attacker_sampling_asr=asr(dialogues, config), attacker_states=len(states),
+        metrics.update(attacker_sampling_asr=sampled_asr, attacker_states=len(states),
                        attacker_pairs=len(pairs), attacker_states_skipped=skipped,
                        attacker_sampling_seconds=round(time.perf_counter() - started, 1))
         release(models)
@@ -202,8 +203,8 @@ def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str,
     settings = phase_settings(config, folder, 2)
     started = time.perf_counter()
     models = load_models(config, attacker, target)
-    dialogues = sample(folder / "target_sampling", config, goals, models, settings, (attacker, target))
-    metrics["target_sampling_asr"] = asr(dialogues, config)
+    dialogues, metrics["target_sampling_asr"] = sample(folder / "target_sampling", config, goals, models, settings,
+                                                       (attacker, target))
     todo = [(d, turn) for d in dialogues if (turn := target_turn(d, config.threshold)) is not None]
     rewrites = load_or_make_rewrites(folder / "rewrites.jsonl", todo, models, config, settings)
     branches = [Rollout(f"{d.rollout_id}/rewrite{turn}", goal_of(d), d.assigned_strategy,
@@ -247,16 +248,17 @@ def release(models: dict) -> None:
 
 
 def sample(path: Path, config: TrainConfig, goals, models: dict, settings: RolloutSettings,
-           specs: tuple[str, str]) -> list[DialogueRecord]:
-    """Fresh dialogues of the phase's attacker and target (resumed dialogue by dialogue), with
-    their red-team summary in the phase's folder."""
+           specs: tuple[str, str]) -> tuple[list[DialogueRecord], float]:
+    """Fresh dialogues of the phase's attacker and target (resumed dialogue by dialogue) and their
+    ASR; their red-team summary goes into the phase's folder."""
     folder = RunFolder(path)
     folder.start({**config.resolved(str(path)), "attacker": specs[0], "target": specs[1], "seed": settings.seed})
     dialogues = run_into_folder(folder, [Rollout.of(g) for g in goals], models["attacker"], models["target"],
                                 models["judge"], settings)
-    folder.write_summary(summarize(dialogues, turns=config.turns, threshold=config.threshold, judge=config.judge,
-                                   attacker=specs[0], target=specs[1], goals=config.goals))
-    return dialogues
+    summary = summarize(dialogues, turns=config.turns, threshold=config.threshold, judge=config.judge,
+                        attacker=specs[0], target=specs[1], goals=config.goals)
+    folder.write_summary(summary)
+    return dialogues, summary["asr"]
 
 
 def run_branches(path: Path, config: TrainConfig, branches: list[Rollout], models: dict,
@@ -266,13 +268,6 @@ def run_branches(path: Path, config: TrainConfig, branches: list[Rollout], model
     folder = RunFolder(path)
     folder.start({**config.resolved(str(path)), "seed": settings.seed})
     return run_into_folder(folder, branches, models["attacker"], models["target"], models["judge"], settings)
-
-
-def asr(dialogues: list[DialogueRecord], config: TrainConfig) -> float:
-    """Share of the judged (well-formed) dialogues with an unsafe reply."""
-    judged = [d for d in dialogues if not d.format_failure]
-    return round(sum(d.first_unsafe_turn(config.threshold) is not None for d in judged) / len(judged), 4) \
-        if judged else 0.0
 
 
 def reference_attacks(config: TrainConfig, dialogues: list[DialogueRecord]):
@@ -333,7 +328,8 @@ def guard_pairs(benign, count: int, models: dict, config: TrainConfig,
                                    seeds=tuple(range(settings.seed * 1000, settings.seed * 1000 + len(chats))))
     replies = models["target"].generate(chats, sampling)
     items = [JudgeItem(chat[-1]["content"], r.text, history=chat) for chat, r in zip(chats, replies)]
-    classes = RefusalJudge().columns(items)
+    refusal_judge = RefusalJudge()
+    classes = refusal_judge.columns(items)
     chosen: list[tuple[str, JudgeItem, JudgeItem]] = []  # (prompt id, answer, refusal)
     for i, goal in enumerate(prompts):
         own = list(zip(items[2 * i:2 * i + 2], classes[2 * i:2 * i + 2]))
@@ -345,7 +341,7 @@ def guard_pairs(benign, count: int, models: dict, config: TrainConfig,
     scored = [item for _, answer, refusal in chosen for item in (answer, refusal)]
     if not scored:
         return []
-    answered = [c["p_full_compliance"] for c in RefusalJudge().columns(scored)]
+    answered = [c["p_full_compliance"] for c in refusal_judge.columns(scored)]
     rewards = [h + 1.0 - u for h, u in zip(answered, models["judge"].score(scored))]
     return [PreferencePair(answer.history, [{"role": "assistant", "content": answer.reply}],
                            [{"role": "assistant", "content": refusal.reply}], rewards[2 * i], rewards[2 * i + 1],
