@@ -47,7 +47,7 @@ def scripted_models(tiny_model_dir, monkeypatch):
     target = HFChatModel(str(tiny_model_dir))
 
     def load_models(config, attacker, target_spec):
-        return {"attacker": VaryingAttacker(), "target": target, "judge": TurnJudge(), "fallback": None}
+        return {"attacker": VaryingAttacker(), "target": target, "judge": TurnJudge()}
 
     monkeypatch.setattr(loop, "load_models", load_models)
 
@@ -113,7 +113,7 @@ def test_an_iteration_without_successes_makes_no_pairs_and_keeps_the_models(tiny
             return [0.0] * len(items)
 
     monkeypatch.setattr(loop, "load_models", lambda *a: {"attacker": VaryingAttacker(), "target": target,
-                                                        "judge": SafeJudge(), "fallback": None})
+                                                        "judge": SafeJudge()})
     metrics = run_train(config(tiny_model_dir, tmp_path, benign_ratio=0.0))
     assert metrics["attacker_pairs"] == 0 and metrics["target_pairs"] == 0
     assert metrics["attacker_update"] == {"skipped": "no pairs"}

@@ -213,8 +213,9 @@ def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str,
                                                       settings)}
     helpfulness = load_helpfulness(config.helpfulness)
     kept = [(d, turn, children[b.id], w) for (d, turn), b, w in zip(todo, branches, rewrites) if b.id in children]
-    chosen = target_rewards([(child, turn) for _, turn, child, _ in kept], helpfulness, settings)
-    rejected = target_rewards([(d, turn) for d, turn, _, _ in kept], helpfulness, settings)
+    rewards = target_rewards([(child, turn) for _, turn, child, _ in kept] + [(d, turn) for d, turn, _, _ in kept],
+                             helpfulness, settings)  # one scoring call for both futures of every pair
+    chosen, rejected = rewards[:len(kept)], rewards[len(kept):]
     pairs = [target_pair(d, child, turn, settings, (c, r), w.source)
              for (d, turn, child, w), c, r in zip(kept, chosen, rejected)]
     guard = guard_pairs(benign, round(config.benign_ratio * len(pairs)), models, config, settings)
@@ -236,9 +237,7 @@ def load_models(config: TrainConfig, attacker: str, target: str) -> dict:
     """The phase's attacker, target (one instance when the specs are equal) and judge."""
     attacker_model = load_model(attacker)
     target_model = attacker_model if attacker == target else load_model(target)
-    fallback = load_model(config.rewrite_fallback) if config.rewrite_fallback else None
-    return {"attacker": attacker_model, "target": target_model, "judge": load_judge(config.judge),
-            "fallback": fallback}
+    return {"attacker": attacker_model, "target": target_model, "judge": load_judge(config.judge)}
 
 
 def release(models: dict) -> None:
@@ -300,8 +299,9 @@ def load_or_make_rewrites(path: Path, todo, models: dict, config: TrainConfig,
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         if len(rows) == len(todo):
             return [Rewrite(**row) for row in rows]
+    fallback = load_model(config.rewrite_fallback) if config.rewrite_fallback and todo else None
     rewrites = safe_rewrites(todo, models["target"], models["judge"], settings, retries=config.rewrite_retries,
-                             fallback=models["fallback"])
+                             fallback=fallback)
     write_jsonl_atomic(path, (dataclasses.asdict(r) for r in rewrites))
     return rewrites
 
