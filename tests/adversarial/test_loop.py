@@ -2,6 +2,8 @@
 dialogues succeed and candidates differ), real TRL updates in their own processes, and resume."""
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +11,7 @@ from mtsa.adversarial import loop
 from mtsa.adversarial.loop import TrainConfig, run_train, with_adapter_spec
 from mtsa.errors import MtsaError
 from mtsa.models.base import Reply
+from mtsa.models.generation_server import adapter_name
 from mtsa.models.hf import HFChatModel
 from mtsa.training.export import export
 
@@ -134,3 +137,33 @@ def test_with_adapter_spec_replaces_the_adapter_and_keeps_options():
 def test_bad_settings_are_one_line_errors(tiny_model_dir, tmp_path, overrides, message):
     with pytest.raises(MtsaError, match=message):
         run_train(config(tiny_model_dir, tmp_path, **overrides))
+
+
+def test_rollouts_go_through_a_generation_server_that_loads_each_new_checkpoint(tiny_model_dir, tmp_path):
+    """Two iterations with both models' rollouts on a (fake) vLLM server holding their base model:
+    the attacker and target start on the base, and iteration 2 samples from the target adapter
+    that iteration 1 trained here, loaded into the server by name; the updates train locally."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
+    from fake_openai_server import FakeOpenAIServer, attacker_reply
+
+    def reply(messages):
+        return attacker_reply(messages) if "GOAL: " in messages[0]["content"] else "Sure, here is how."
+
+    with FakeOpenAIServer(model_id=str(tiny_model_dir), lora=True, reply_fn=reply) as fake:
+        metrics = run_train(config(tiny_model_dir, tmp_path, judge="keyword", iterations=2, turns=2,
+                                   generation_server=fake.base_url))
+        served = {r.body["model"] for r in fake.completions}
+    first_target = tmp_path / "run" / "iter_1" / "target"
+    assert metrics["target_in"] == with_adapter_spec(f"hf:{tiny_model_dir}", first_target)
+    assert fake.adapters == {adapter_name(str(first_target)): str(first_target.resolve())}
+    assert served == {str(tiny_model_dir), adapter_name(str(first_target))}
+    assert (tmp_path / "run" / "iter_2" / "target" / "adapter_config.json").is_file()
+
+
+def test_a_generation_server_holding_another_model_is_a_one_line_error(tiny_model_dir, tmp_path):
+    sys.path.insert(0, str(Path(__file__).parents[1] / "models"))
+    from fake_openai_server import FakeOpenAIServer
+
+    with FakeOpenAIServer(model_id="Qwen/Qwen2.5-7B-Instruct", lora=True) as fake:
+        with pytest.raises(MtsaError, match="holds neither"):
+            run_train(config(tiny_model_dir, tmp_path, generation_server=fake.base_url))

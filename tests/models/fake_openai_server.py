@@ -41,6 +41,9 @@ class FakeOpenAIServer:
             whose message echoes the key received, as OpenAI does (to test masking).
         include_usage: whether replies carry a `usage` object.
         reply_fn: builds the reply text from the request's messages (default: the echo).
+        model_id: the base model the server lists under `/v1/models`.
+        lora: whether it loads LoRA adapters at run time, as vLLM's `/v1/load_lora_adapter`
+            does (listed under `/v1/models` with their `parent`; a name loaded twice is a 400).
     """
 
     def __init__(
@@ -51,7 +54,12 @@ class FakeOpenAIServer:
         require_key: str | None = None,
         include_usage: bool = True,
         reply_fn: Callable[[list[dict[str, Any]]], str] | None = None,
+        model_id: str = "fake-model",
+        lora: bool = False,
     ) -> None:
+        self.model_id = model_id
+        self.lora = lora
+        self.adapters: dict[str, str] = {}  # served name -> path
         self.reply_fn = reply_fn
         self.delay_s = delay_s
         self.fail_first = fail_first
@@ -96,7 +104,16 @@ class FakeOpenAIServer:
                 sent = auth.removeprefix("Bearer ")
                 return 401, {}, _error(f"Incorrect API key provided: {sent or '(none)'}")
         if request.method == "GET" and request.path == "/v1/models":
-            return 200, {}, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}
+            loaded = [{"id": name, "object": "model", "root": path, "parent": self.model_id}
+                      for name, path in self.adapters.items()]
+            base = {"id": self.model_id, "object": "model", "root": self.model_id, "parent": None}
+            return 200, {}, {"object": "list", "data": [base, *loaded]}
+        if self.lora and request.method == "POST" and request.path == "/v1/load_lora_adapter":
+            name, path = (request.body or {}).get("lora_name"), (request.body or {}).get("lora_path")
+            if name in self.adapters:
+                return 400, {}, _error(f"The lora adapter '{name}' has already been loaded.")
+            self.adapters[name] = path
+            return 200, {}, {"message": f"Success: LoRA adapter '{name}' added successfully."}
         if request.method != "POST" or request.path != "/v1/chat/completions":
             return 404, {}, _error(f"no route for {request.method} {request.path}")
         return self._complete(request.body or {})

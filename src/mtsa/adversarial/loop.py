@@ -35,6 +35,7 @@ from mtsa.errors import MtsaError
 from mtsa.goals.loaders import load_goals
 from mtsa.judges.base import JudgeItem
 from mtsa.judges.registry import check_judge, load_judge
+from mtsa.models.generation_server import GenerationServer
 from mtsa.models.registry import check_model, load_model
 from mtsa.models.spec import ModelSpec
 from mtsa.report.summary import summarize
@@ -87,6 +88,10 @@ class TrainConfig(RolloutConfig):
     update_launcher: str | None = field(default=None, metadata=help_text(
         "command that runs each update's process instead of this Python, e.g. 'accelerate launch "
         "--config_file examples/accelerate/ddp.yaml' (it is given '-m mtsa.cli preference ...')"))
+    generation_server: str | None = field(default=None, metadata=help_text(
+        "URL (.../v1) of a vLLM server holding the attacker's or the target's base model, started with "
+        "--enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True: that model's rollouts go through it, "
+        "each new checkpoint loaded as a LoRA adapter by name (the server must read the run folder's paths)"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -116,6 +121,10 @@ def run_train(config: TrainConfig) -> dict:
     check_helpfulness(config.helpfulness)
     if config.rewrite_fallback:
         check_model(config.rewrite_fallback)
+    if config.generation_server and not any(GenerationServer(config.generation_server).serves(spec)
+                                            for spec in (attacker_spec, target_spec)):
+        raise MtsaError(f"--generation-server {config.generation_server} holds neither the attacker's nor the "
+                        "target's base model")
     benign = load_goals(config.benign) if config.benign else shipped_benign_prompts()
     out = Path(config.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
     RunFolder(out).check_can_start(config.resolved(str(out)), config.resume, SAME_RUN_KEYS)
@@ -234,7 +243,11 @@ def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str,
 
 
 def load_models(config: TrainConfig, attacker: str, target: str) -> dict:
-    """The phase's attacker, target (one instance when the specs are equal) and judge."""
+    """The phase's attacker, target (one instance when the specs are equal) and judge. With a
+    generation server, a model whose base it holds generates there, with its adapter loaded."""
+    if config.generation_server:
+        server = GenerationServer(config.generation_server)
+        attacker, target = (server.spec_for(check_model(spec)) or spec for spec in (attacker, target))
     attacker_model = load_model(attacker)
     target_model = attacker_model if attacker == target else load_model(target)
     return {"attacker": attacker_model, "target": target_model, "judge": load_judge(config.judge)}
