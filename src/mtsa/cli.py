@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--harmful", nargs="*", default=[], help="files whose every row is a harmful request")
     fit.add_argument("--benign", nargs="*", default=[], help="files whose every row is a benign request")
     fit.add_argument("--l2", type=float, help="L2 regularisation strength (default: 1e-4, as the shipped one)")
+    fit.add_argument("--chat-layer", type=int, default=0, help="also read the embedded chat model's state after "
+                                                                "this layer at the end of the request (15 measured "
+                                                                "best; default 0: the sentence embedding alone, as "
+                                                                "the shipped classifier; see docs/judges.md)")
     fit.add_argument("--out", required=True, help="classifier JSON to write; use it with "
                                                   "--judge 'embedded?requests=FILE'")
     return parser
@@ -170,10 +174,12 @@ def _fit_requests(args: argparse.Namespace) -> None:
     l2 = DEFAULT_L2 if args.l2 is None else args.l2
     if l2 <= 0:
         raise MtsaError("--l2 must be > 0")
+    if not 0 <= args.chat_layer <= 30:
+        raise MtsaError("--chat-layer must be between 0 and 30 (the embedded chat model's layers)")
     out = Path(args.out)
     if not out.parent.is_dir():
         raise MtsaError(f"output folder '{out.parent}' does not exist")
-    summary = fit_and_save(sources, out, l2)
+    summary = fit_and_save(sources, out, l2, args.chat_layer)
     print(f"fitted on {summary['harmful']} harmful and {summary['benign']} benign requests "
           f"(training accuracy {summary['train_accuracy']:.3f}) -> {out}")
 

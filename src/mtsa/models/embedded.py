@@ -114,3 +114,50 @@ def sentence_embeddings(texts: list[str]):
     vectors = load_sentence_encoder().encode(texts, batch_size=64, normalize_embeddings=True,
                                              convert_to_numpy=True)
     return np.asarray(vectors, dtype=np.float32)
+
+
+_CHAT_ENCODERS: dict[int, tuple] = {}
+
+
+def chat_prompt_states(texts: list[str], layer: int, batch_size: int = 32):
+    """The embedded chat model's hidden state after decoder layer `layer` at the last token of
+    each text's chat prompt (user turn + assistant header), float32, one row per text.
+
+    How a chat model reads a request just before it answers carries intent that a sentence
+    embedding misses ("kill the background job" / "kill the neighbour"); the judge's request
+    classifier uses it. Only the first `layer` layers are loaded and run, always in float32 so
+    that a head fitted on one CPU reads the same features on another.
+    """
+    import numpy as np
+    import torch
+
+    if layer not in _CHAT_ENCODERS:
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        config = AutoConfig.from_pretrained(chat_model_dir())
+        if not 1 <= layer <= config.num_hidden_layers:
+            raise MtsaError(f"chat layer {layer} is not in 1..{config.num_hidden_layers}")
+        config.num_hidden_layers = layer
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the unused upper layers' weights are reported, and meant
+        try:
+            model = AutoModel.from_pretrained(chat_model_dir(), config=config, dtype=torch.float32).eval()
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        model.norm = torch.nn.Identity()  # the layer's own output, not the final norm of a shorter model
+        tokenizer = AutoTokenizer.from_pretrained(chat_model_dir())
+        tokenizer.padding_side = "left"
+        _CHAT_ENCODERS[layer] = (tokenizer, model)
+    tokenizer, model = _CHAT_ENCODERS[layer]
+    states = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # little padding per batch
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            prompts = [tokenizer.apply_chat_template([{"role": "user", "content": texts[i]}], tokenize=False,
+                                                     add_generation_prompt=True) for i in rows]
+            batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            states[rows] = model(**batch).last_hidden_state[:, -1].float().numpy()
+    return states
+
