@@ -82,7 +82,7 @@ def run_demo(config: DemoConfig) -> dict:
     train = out / "train"
     print(f"[4/5] Stage 2, one iteration: attacker DPO, target future-reward update -> {train}")
     run_stage("train", attacker=f"embedded+{adapter}", target="embedded", goals=train_goals, out=train,
-              iterations=1, concurrency=16, benign_ratio=0.5, lora_layers=10, learning_rate=1e-4,
+              iterations=1, concurrency=16, benign_ratio=0.5, lora_layers=10, learning_rate=1e-3, train_epochs=1,
               train_batch_size=2, max_length=1024, **small)
     target = json.loads((train / "iter_1" / "metrics.json").read_text())["target_out"]
 
