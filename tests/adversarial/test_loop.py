@@ -97,7 +97,7 @@ def test_one_iteration_writes_pairs_updates_both_models_and_resumes(tiny_model_d
     (partial / "adapter_model.safetensors").write_text("torn")
     config_again = config(tiny_model_dir, tmp_path, resume=True)
     redone = loop.update(config_again, folder / "target_pairs.jsonl", f"hf:{tiny_model_dir}", partial,
-                         "future_reward", 0.01)
+                         "future_reward", 0.01, 1e-3)
     assert redone["steps"] >= 1 and (partial / "mtsa_preference.json").is_file()
 
     def no_update(*args, **kwargs):

@@ -81,8 +81,11 @@ class TrainConfig(RolloutConfig):
         "benign look-alike prompts for the over-refusal guard (default: the shipped set)"))
     benign_ratio: float = field(default=0.5, metadata=help_text("over-refusal guard pairs per target pair"))
     learning_rate: float = field(default=1e-3, metadata=help_text(
-        "learning rate of both updates (LoRA on the embedded model: 1e-3, where the target's margins reach their "
+        "learning rate of the target's update (LoRA on the embedded model: 1e-3, where its margins reach their "
         "targets; full fine-tuning of a 7B model: ~1e-5, the paper's 1.41e-5)"))
+    attacker_learning_rate: float = field(default=1e-4, metadata=help_text(
+        "learning rate of the attacker's DPO update: a few pairs at 1e-3 broke the embedded attacker's turn "
+        "format (15 of 16 dialogues dropped after a second update)"))
     train_epochs: float = field(default=3.0, metadata=help_text("epochs of each update (a few dozen pairs per "
                                                                  "iteration on a CPU: several passes)"))
     train_batch_size: int = field(default=2, metadata=help_text("pairs per step"))
@@ -106,6 +109,8 @@ class TrainConfig(RolloutConfig):
             raise MtsaError("--attacker-temperatures must be positive numbers, comma-separated")
         if self.benign_ratio < 0 or self.rewrite_retries < 0:
             raise MtsaError("--benign-ratio and --rewrite-retries must be >= 0")
+        if self.learning_rate <= 0 or self.attacker_learning_rate <= 0:
+            raise MtsaError("--learning-rate and --attacker-learning-rate must be positive")
         if self.attacker_beta <= 0 or self.target_beta <= 0:
             raise MtsaError("--attacker-beta and --target-beta must be positive")
 
@@ -200,7 +205,8 @@ def attacker_phase(config: TrainConfig, goals, attacker: str, target: str, folde
                        attacker_sampling_seconds=round(time.perf_counter() - started, 1))
         release(models)
         started = time.perf_counter()
-        metrics["attacker_update"] = update(config, pairs_path, attacker, out, "dpo", config.attacker_beta)
+        metrics["attacker_update"] = update(config, pairs_path, attacker, out, "dpo", config.attacker_beta,
+                                            config.attacker_learning_rate)
         metrics["attacker_update_seconds"] = round(time.perf_counter() - started, 1)
         write_json_atomic(folder / "metrics.json", metrics)
     return with_adapter_spec(attacker, out) if (out / "adapter_config.json").is_file() else attacker
@@ -239,7 +245,8 @@ def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str,
     release(models)
     del helpfulness
     started = time.perf_counter()
-    metrics["target_update"] = update(config, pairs_path, target, out, config.target_objective, config.target_beta)
+    metrics["target_update"] = update(config, pairs_path, target, out, config.target_objective, config.target_beta,
+                                      config.learning_rate)
     metrics["target_update_seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(folder / "metrics.json", metrics)
     return with_adapter_spec(target, out) if (out / "adapter_config.json").is_file() else target
@@ -369,7 +376,8 @@ def write_pairs(path: Path, pairs: list[PreferencePair]) -> None:
     write_jsonl_atomic(path, (p.to_json() for p in pairs))
 
 
-def update(config: TrainConfig, pairs_path: Path, model: str, out: Path, objective: str, beta: float) -> dict:
+def update(config: TrainConfig, pairs_path: Path, model: str, out: Path, objective: str, beta: float,
+           learning_rate: float) -> dict:
     """One preference update in its own `mtsa preference` process; no pairs, no update (said so)."""
     from mtsa.demo import run_stage
 
@@ -382,7 +390,7 @@ def update(config: TrainConfig, pairs_path: Path, model: str, out: Path, objecti
     adapter = {"adapter": spec.adapter} if spec.adapter else {}
     base = model.partition("?")[0].split("+", 1)[0]
     run_stage("preference", launcher=config.update_launcher, data=pairs_path, model=base, out=out,
-              objective=objective, beta=beta, learning_rate=config.learning_rate, epochs=config.train_epochs,
+              objective=objective, beta=beta, learning_rate=learning_rate, epochs=config.train_epochs,
               batch_size=config.train_batch_size, lora_layers=config.lora_layers, max_length=config.max_length,
               seed=config.seed, **adapter)
     summary = json.loads((out / "mtsa_preference.json").read_text())
