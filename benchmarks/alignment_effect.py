@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--xstest", type=int, default=100, help="safe and unsafe XSTest prompts each")
     parser.add_argument("--transcripts", type=int, default=20)
     parser.add_argument("--no-baseline", action="store_true", help="skip the last-turn-only baseline")
+    parser.add_argument("--no-attacker-curve", action="store_true", help="skip R0..R(N-1) against T0")
     parser.add_argument("--out", default="runs/bench-alignment")
     args = parser.parse_args()
     if not (args.eval_goals and args.train_goals) and not (DATA / "train_goals.json").is_file():
@@ -106,7 +107,9 @@ def main() -> None:
 
     evaluations = {  # name -> (attacker, target)
         "RN vs T0": (attackers[-1], targets["T0"]), "RN vs TN": (attackers[-1], targets["TN"]),
-        **{f"R{t} vs T0": (attackers[t], targets["T0"]) for t in range(iterations)}}
+        **({} if args.no_attacker_curve else {f"R{t} vs T0": (attackers[t], targets["T0"])
+                                              for t in range(iterations)})}
+
     def redteam(name: str) -> None:
         run = folder_of(out, name)
         stage(name, (run / "summary.json").is_file(), lambda: run_stage(
@@ -119,8 +122,8 @@ def main() -> None:
         stage(f"xstest {name}", (out / f"xstest_{name}.jsonl").is_file(),
               lambda name=name: xstest_replies(targets[name], args.xstest, rollout, out / f"xstest_{name}.jsonl"))
     write_transcripts(out, args.transcripts)
-    for t in range(iterations):
-        redteam(f"R{t} vs T0")
+    for name in evaluations:
+        redteam(name)  # R0..R(N-1) against T0
 
     if "baseline" in runs:
         share_first_attacker_phase(runs["mtsa"], runs["baseline"])
