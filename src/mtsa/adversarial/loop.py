@@ -129,8 +129,8 @@ def run_train(config: TrainConfig) -> dict:
     check_helpfulness(config.helpfulness)
     if config.rewrite_fallback:
         check_model(config.rewrite_fallback)
-    if config.generation_server and not any(GenerationServer(config.generation_server).serves(spec)
-                                            for spec in (attacker_spec, target_spec)):
+    server = GenerationServer(config.generation_server) if config.generation_server else None
+    if server and not (server.serves(attacker_spec) or server.serves(target_spec)):
         raise MtsaError(f"--generation-server {config.generation_server} holds neither the attacker's nor the "
                         "target's base model")
     benign = load_goals(config.benign) if config.benign else shipped_benign_prompts()
