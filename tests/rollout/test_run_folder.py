@@ -41,6 +41,19 @@ def test_refuses_to_overwrite_or_to_resume_a_different_run(tmp_path):
     assert written == {"target": "x", "dtypes": written["dtypes"]}
 
 
+def test_one_goal_file_named_relative_or_absolute_is_the_same_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "goals.jsonl").write_text('{"goal": "g"}\n')
+    (tmp_path / "other.jsonl").write_text('{"goal": "g"}\n')
+    folder = RunFolder(tmp_path / "run")
+    folder.start({"goals": "goals.jsonl"})
+    folder.check_can_start({"goals": str(tmp_path / "goals.jsonl")}, resume=True, same_run_keys=("goals",))
+    with pytest.raises(MtsaError, match="goals differ"):
+        folder.check_can_start({"goals": "other.jsonl"}, resume=True, same_run_keys=("goals",))
+    with pytest.raises(MtsaError, match="goals differ"):
+        folder.check_can_start({"goals": "builtin"}, resume=True, same_run_keys=("goals",))
+
+
 def test_the_config_records_each_loaded_models_dtype_and_why(tmp_path, monkeypatch):
     from mtsa.models import dtype
 

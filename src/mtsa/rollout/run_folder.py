@@ -43,7 +43,7 @@ class RunFolder:
             old = json.loads(existing.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise MtsaError(f"cannot read {existing}: {exc}") from None
-        changed = [key for key in same_run_keys if old.get(key) != config.get(key)]
+        changed = [key for key in same_run_keys if not _same_setting(old.get(key), config.get(key))]
         if changed:
             raise MtsaError(f"cannot resume '{self.path}': {', '.join(changed)} differ from the original run")
 
@@ -74,3 +74,16 @@ class RunFolder:
 
     def write_summary(self, summary: dict) -> None:
         write_json_atomic(self.path / SUMMARY, summary)
+
+
+def _same_setting(old: object, new: object) -> bool:
+    """Equal values, or two spellings (relative, absolute, via a link) of one existing file:
+    a run started with `--goals goals.jsonl` resumes with `--goals /abs/path/goals.jsonl`."""
+    if old == new:
+        return True
+    if not (isinstance(old, str) and isinstance(new, str)):
+        return False
+    try:
+        return os.path.samefile(old, new)
+    except OSError:  # either is not a file (a model spec, a set's name...)
+        return False
