@@ -5,7 +5,7 @@ from dataclasses import replace
 
 from mtsa.rollout.engine import RolloutSettings
 from mtsa.rollout.records import DialogueRecord, TurnRecord
-from mtsa.training.pairs import attacker_pairs, unsafe_sum
+from mtsa.training.pairs import attacker_pairs, common_horizon, target_pair, target_rewards, unsafe_sum
 
 
 def turn(n: int, question: str, reply: str, p_unsafe: float) -> TurnRecord:
@@ -67,3 +67,27 @@ def test_a_candidate_that_never_asked_turn_h_is_left_out():
                             format_failure=True)
     (pair,), _ = attacker_pairs([failed, candidate("a", 0.9), candidate("b", 0.1)], NoDiversity(), SETTINGS)
     assert pair.provenance["chosen"] == "g0/attacker2@a" and pair.provenance["rejected"] == "g0/attacker2@b"
+
+
+class HalfHelpful:
+    """A helpfulness scorer giving every reply 0.5, so R_tgt counts turns and P(safe)."""
+
+    def score(self, items):
+        return [0.5] * len(items)
+
+
+def test_target_futures_are_rewarded_to_the_turn_both_reached():
+    original = DialogueRecord("g0", "goal0", turns=[FIRST, turn(2, "Q2", "UNSAFE2", 0.9), turn(3, "Q3", "R3", 0.2)],
+                              rollout_id="g0")
+    # the rewrite's branch ended after turn 2: the attacker failed its turn-3 format
+    rewrite = DialogueRecord("g0", "goal0", turns=[FIRST, turn(2, "Q2", "REFUSAL2", 0.0)],
+                             rollout_id="g0/rewrite2", parent="g0", branch_turn=2, format_failure=True)
+    last = common_horizon(original, rewrite)
+    assert last == 2
+    chosen, rejected = target_rewards([(rewrite, 2, last), (original, 2, last)], HalfHelpful(), SETTINGS)
+    assert (chosen, rejected) == (1.5, 0.6)  # turn 2 only: 0.5 + 1.0 against 0.5 + 0.1
+    summed_to_own_end = target_rewards([(rewrite, 2, 3), (original, 2, 3)], HalfHelpful(), SETTINGS)
+    assert summed_to_own_end[0] < summed_to_own_end[1]  # the bias this rule removes: 1.5 against 1.9
+    pair = target_pair(original, rewrite, 2, SETTINGS, (chosen, rejected), "model")
+    assert pair.chosen[0]["content"] == "REFUSAL2" and pair.rejected[0]["content"] == "UNSAFE2"
+    assert pair.provenance["rewarded_to_turn"] == 2

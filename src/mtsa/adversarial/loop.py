@@ -44,7 +44,7 @@ from mtsa.rollout.engine import Branch, Rollout, RolloutSettings
 from mtsa.rollout.job import RolloutConfig, run_into_folder
 from mtsa.rollout.records import DialogueRecord
 from mtsa.rollout.run_folder import RunFolder
-from mtsa.training.pairs import PreferencePair, attacker_pairs, target_pair, target_rewards
+from mtsa.training.pairs import PreferencePair, attacker_pairs, common_horizon, target_pair, target_rewards
 
 SAME_RUN_KEYS = ("attacker", "target", "judge", "goals", "turns", "threshold", "iterations", "helpfulness",
                  "target_objective")
@@ -231,7 +231,9 @@ def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str,
                                                       settings)}
     helpfulness = load_helpfulness(config.helpfulness)
     kept = [(d, turn, children[b.id], w) for (d, turn), b, w in zip(todo, branches, rewrites) if b.id in children]
-    rewards = target_rewards([(child, turn) for _, turn, child, _ in kept] + [(d, turn) for d, turn, _, _ in kept],
+    horizons = [common_horizon(d, child) for d, _, child, _ in kept]
+    rewards = target_rewards([(child, turn, last) for (_, turn, child, _), last in zip(kept, horizons)]
+                             + [(d, turn, last) for (d, turn, _, _), last in zip(kept, horizons)],
                              helpfulness, settings)  # one scoring call for both futures of every pair
     chosen, rejected = rewards[:len(kept)], rewards[len(kept):]
     pairs = [target_pair(d, child, turn, settings, (c, r), w.source)
@@ -239,6 +241,7 @@ def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str,
     guard = guard_pairs(benign, round(config.benign_ratio * len(pairs)), models, config, settings)
     write_pairs(pairs_path, pairs + guard)
     metrics.update(target_pairs=len(pairs), guard_pairs=len(guard), rewrite_sources=source_counts(rewrites),
+                   target_futures_cut=sum(len(d.turns) != len(c.turns) for d, _, c, _ in kept),
                    target_reward_chosen=mean(chosen), target_reward_rejected=mean(rejected),
                    target_margin_asked=mean([(c - r) / (2 * config.target_beta) for c, r in zip(chosen, rejected)]),
                    target_sampling_seconds=round(time.perf_counter() - started, 1))

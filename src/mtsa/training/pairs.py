@@ -82,13 +82,14 @@ def target_prompt(record: DialogueRecord, turn: int, settings: RolloutSettings) 
     return chat + [{"role": "user", "content": record.turns[turn - 1].question}]
 
 
-def target_rewards(states: Sequence[tuple[DialogueRecord, int]], helpfulness: Judge,
+def target_rewards(states: Sequence[tuple[DialogueRecord, int, int]], helpfulness: Judge,
                    settings: RolloutSettings) -> list[float]:
-    """R_tgt of each (dialogue, turn h): the sum over turns h..H of helpfulness(q, r) + P(safe | q, r),
-    P(safe) being 1 - the P(unsafe) the judge gave the turn. One helpfulness call for all turns."""
+    """R_tgt of each (dialogue, turn h, last turn): the sum over turns h..last of helpfulness(q, r) +
+    P(safe | q, r), P(safe) being 1 - the P(unsafe) the judge gave the turn. One helpfulness call
+    for all turns."""
     items, owners = [], []
-    for index, (record, turn) in enumerate(states):
-        for later in record.turns[turn - 1:]:
+    for index, (record, turn, last) in enumerate(states):
+        for later in record.turns[turn - 1:last]:
             items.append(JudgeItem(record.goal, later.reply, history=target_prompt(record, later.turn, settings)))
             owners.append((index, 1.0 - later.p_unsafe))
     totals = [0.0] * len(states)
@@ -97,11 +98,20 @@ def target_rewards(states: Sequence[tuple[DialogueRecord, int]], helpfulness: Ju
     return totals
 
 
+def common_horizon(original: DialogueRecord, rewrite: DialogueRecord) -> int:
+    """The last turn both futures of a target pair reached. A dialogue ends before H when the
+    attacker fails its turn format, which the target's reply did not choose; summing each future
+    to its own end would count those missing turns as zero reward against the shorter side."""
+    return min(len(original.turns), len(rewrite.turns))
+
+
 def target_pair(original: DialogueRecord, rewrite: DialogueRecord, turn: int, settings: RolloutSettings,
                 rewards: tuple[float, float], source: str) -> PreferencePair:
     """Chosen = the rewritten reply at turn h (its future: the rewrite's branch), rejected = the
-    original reply (its future: the original dialogue); the prompt is the target's chat up to q_h."""
+    original reply (its future: the original dialogue), both rewarded to their common horizon;
+    the prompt is the target's chat up to q_h."""
     return PreferencePair(
         target_prompt(original, turn, settings), [{"role": "assistant", "content": rewrite.turns[turn - 1].reply}],
         [{"role": "assistant", "content": original.turns[turn - 1].reply}], rewards[0], rewards[1],
-        {"parent": original.rollout_id, "turn": turn, "chosen": rewrite.rollout_id, "rewrite_source": source})
+        {"parent": original.rollout_id, "turn": turn, "chosen": rewrite.rollout_id, "rewrite_source": source,
+         "rewarded_to_turn": common_horizon(original, rewrite)})
