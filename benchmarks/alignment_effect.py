@@ -7,7 +7,8 @@
    (skipped when --attacker names one);
 3. Stage 2: `mtsa train --config CONFIG` (MTSA: future-reward target loss) -> R1..RN, T1..TN;
    and the last-turn-only baseline (`--target-objective dpo`) on the same budget: the same
-   config, seeds and goals, sharing iteration 1's attacker phase (identical by construction);
+   config, seeds and goals, sharing iteration 1's dialogues up to the target update (identical
+   by construction);
 4. evaluation on the held-out goals, embedded judge (keyword and refusal judges as second
    opinions, rescoring the same replies):
    - RN against T0, TN and the baseline's TN (the same attacker, so the targets compare);
@@ -126,7 +127,7 @@ def main() -> None:
         redteam(name)  # R0..R(N-1) against T0
 
     if "baseline" in runs:
-        share_first_attacker_phase(runs["mtsa"], runs["baseline"])
+        share_first_iteration_dialogues(runs["mtsa"], runs["baseline"])
         stage("train baseline", trained(runs["baseline"], iterations), lambda: train(
             args.config, attacker, train_goals, runs["baseline"], "dpo"))
         targets["TN baseline"] = metrics(runs["baseline"], iterations)["target_out"]
@@ -175,17 +176,20 @@ def metrics(run: Path, iteration: int) -> dict:
     return json.loads((run / f"iter_{iteration}" / "metrics.json").read_text())
 
 
-def share_first_attacker_phase(source: Path, baseline: Path) -> None:
-    """Iteration 1's attacker phase does not depend on the target objective (the target is T0 and
-    the seeds are the same), so the baseline starts from a copy of it rather than a rerun."""
+def share_first_iteration_dialogues(source: Path, baseline: Path) -> None:
+    """Iteration 1 up to the target's update does not depend on the target objective (the target
+    is T0 and the seeds are the same): the baseline starts from a copy of its attacker phase and of
+    its target dialogues, rewrites and branches, and computes only its own pairs and update."""
     folder = baseline / "iter_1"
     if folder.exists():
         return
     folder.mkdir(parents=True)
-    for name in ("attacker_sampling", "attacker_branches", "attacker"):
+    for name in ("attacker_sampling", "attacker_branches", "attacker", "target_sampling", "target_branches"):
         if (source / "iter_1" / name).exists():
             shutil.copytree(source / "iter_1" / name, folder / name)
-    shutil.copy(source / "iter_1" / "attacker_pairs.jsonl", folder / "attacker_pairs.jsonl")
+    for name in ("attacker_pairs.jsonl", "rewrites.jsonl"):
+        if (source / "iter_1" / name).exists():
+            shutil.copy(source / "iter_1" / name, folder / name)
     attacker_part = {k: v for k, v in metrics(source, 1).items() if k.startswith("attacker") or k in (
         "iteration", "target_in")}
     write_json_atomic(folder / "metrics.json", attacker_part)
