@@ -88,6 +88,6 @@ def test_target_futures_are_rewarded_to_the_turn_both_reached():
     assert (chosen, rejected) == (1.5, 0.6)  # turn 2 only: 0.5 + 1.0 against 0.5 + 0.1
     summed_to_own_end = target_rewards([(rewrite, 2, 3), (original, 2, 3)], HalfHelpful(), SETTINGS)
     assert summed_to_own_end[0] < summed_to_own_end[1]  # the bias this rule removes: 1.5 against 1.9
-    pair = target_pair(original, rewrite, 2, SETTINGS, (chosen, rejected), "model")
+    pair = target_pair(original, rewrite, 2, SETTINGS, (chosen, rejected), last, "model")
     assert pair.chosen[0]["content"] == "REFUSAL2" and pair.rejected[0]["content"] == "UNSAFE2"
     assert pair.provenance["rewarded_to_turn"] == 2

@@ -236,8 +236,8 @@ def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str,
                              + [(d, turn, last) for (d, turn, _, _), last in zip(kept, horizons)],
                              helpfulness, settings)  # one scoring call for both futures of every pair
     chosen, rejected = rewards[:len(kept)], rewards[len(kept):]
-    pairs = [target_pair(d, child, turn, settings, (c, r), w.source)
-             for (d, turn, child, w), c, r in zip(kept, chosen, rejected)]
+    pairs = [target_pair(d, child, turn, settings, (c, r), last, w.source)
+             for (d, turn, child, w), c, r, last in zip(kept, chosen, rejected, horizons)]
     guard = guard_pairs(benign, round(config.benign_ratio * len(pairs)), models, config, settings)
     write_pairs(pairs_path, pairs + guard)
     metrics.update(target_pairs=len(pairs), guard_pairs=len(guard), rewrite_sources=source_counts(rewrites),

@@ -106,12 +106,12 @@ def common_horizon(original: DialogueRecord, rewrite: DialogueRecord) -> int:
 
 
 def target_pair(original: DialogueRecord, rewrite: DialogueRecord, turn: int, settings: RolloutSettings,
-                rewards: tuple[float, float], source: str) -> PreferencePair:
+                rewards: tuple[float, float], rewarded_to: int, source: str) -> PreferencePair:
     """Chosen = the rewritten reply at turn h (its future: the rewrite's branch), rejected = the
-    original reply (its future: the original dialogue), both rewarded to their common horizon;
-    the prompt is the target's chat up to q_h."""
+    original reply (its future: the original dialogue), both rewarded up to turn `rewarded_to`
+    (`common_horizon`); the prompt is the target's chat up to q_h."""
     return PreferencePair(
         target_prompt(original, turn, settings), [{"role": "assistant", "content": rewrite.turns[turn - 1].reply}],
         [{"role": "assistant", "content": original.turns[turn - 1].reply}], rewards[0], rewards[1],
         {"parent": original.rollout_id, "turn": turn, "chosen": rewrite.rollout_id, "rewrite_source": source,
-         "rewarded_to_turn": common_horizon(original, rewrite)})
+         "rewarded_to_turn": rewarded_to})
