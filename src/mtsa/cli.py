@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                 "this layer at the end of the request (15 measured "
                                                                 "best; default 0: the sentence embedding alone, as "
                                                                 "the shipped classifier; see docs/judges.md)")
+    fit.add_argument("--encoder", choices=("minilm", "mpnet"), default="minilm",
+                     help="sentence encoder: minilm (all-MiniLM-L6-v2, the judge's own) or mpnet "
+                          "(all-mpnet-base-v2, larger; see docs/judges.md)")
     fit.add_argument("--out", required=True, help="classifier JSON to write; use it with "
                                                   "--judge 'embedded?requests=FILE'")
     return parser
@@ -179,7 +182,7 @@ def _fit_requests(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise MtsaError(f"output folder '{out.parent}' does not exist")
-    summary = fit_and_save(sources, out, l2, args.chat_layer)
+    summary = fit_and_save(sources, out, l2, args.chat_layer, args.encoder)
     print(f"fitted on {summary['harmful']} harmful and {summary['benign']} benign requests "
           f"(training accuracy {summary['train_accuracy']:.3f}) -> {out}")
 

