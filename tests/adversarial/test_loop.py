@@ -99,6 +99,10 @@ def test_one_iteration_writes_pairs_updates_both_models_and_resumes(tiny_model_d
     redone = loop.update(config_again, folder / "target_pairs.jsonl", f"hf:{tiny_model_dir}", partial,
                          "future_reward", 0.01, 1e-3)
     assert redone["steps"] >= 1 and (partial / "mtsa_preference.json").is_file()
+    # one that finished but whose phase was not recorded (killed just after) is kept, not redone
+    kept = loop.update(config_again, folder / "target_pairs.jsonl", "hf:not-loaded", partial, "future_reward",
+                       0.01, 1e-3)
+    assert kept == redone
 
     def no_update(*args, **kwargs):
         raise AssertionError("a finished phase ran again")

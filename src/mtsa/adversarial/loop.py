@@ -389,13 +389,14 @@ def update(config: TrainConfig, pairs_path: Path, model: str, out: Path, objecti
         return {"skipped": "no pairs"}
     if out.exists() and not (out / "mtsa_preference.json").is_file():
         shutil.rmtree(out)  # an update interrupted before it finished: run it again from the start
-    spec = check_model(model)
-    adapter = {"adapter": spec.adapter} if spec.adapter else {}
-    base = model.partition("?")[0].split("+", 1)[0]
-    run_stage("preference", launcher=config.update_launcher, data=pairs_path, model=base, out=out,
-              objective=objective, beta=beta, learning_rate=learning_rate, epochs=config.train_epochs,
-              batch_size=config.train_batch_size, lora_layers=config.lora_layers, max_length=config.max_length,
-              seed=config.seed, **adapter)
+    if not out.exists():  # else it finished but the run stopped before recording it: keep it
+        spec = check_model(model)
+        adapter = {"adapter": spec.adapter} if spec.adapter else {}
+        base = model.partition("?")[0].split("+", 1)[0]
+        run_stage("preference", launcher=config.update_launcher, data=pairs_path, model=base, out=out,
+                  objective=objective, beta=beta, learning_rate=learning_rate, epochs=config.train_epochs,
+                  batch_size=config.train_batch_size, lora_layers=config.lora_layers,
+                  max_length=config.max_length, seed=config.seed, **adapter)
     summary = json.loads((out / "mtsa_preference.json").read_text())
     return {k: summary[k] for k in ("train_loss", "steps", "pairs", "log")}
 
