@@ -16,6 +16,9 @@ Data (paths on the command line):
                 human score >= --harm-helped, not helped = mean score 0; others dropped) are
                 used for fitting. Its objective/ folder is held out and is never read for
                 fitting: evaluate on it with --eval-only.
+  --replies     labelled replies as JSON lines (request, reply, label, harmful), e.g. the
+                project's own scripts/data/labelled_replies.jsonl (not used for the shipped
+                head: docs/judges.md); they train P(helped), not the refusal head
 
 Typical use:
   # cross-model generalisation table, then fit on everything and write the head
@@ -119,6 +122,21 @@ def load_pyrit_training(pyrit_dir: Path, harm_helped: float, use_harm: bool) -> 
     if use_harm:
         sets += [load_pyrit_csv(p, "harm", harm_helped) for p in sorted((root / "harm").glob("*.csv"))]
     return [s for s in sets if len(s.items)]
+
+
+def load_replies(path: Path) -> Dataset:
+    """Labelled replies as JSON lines (request, reply, label in CLASSES, harmful), such as the
+    project's own `scripts/data/labelled_replies.jsonl` or a user's.
+
+    They train P(helped) only, not the three-class refusal head: whether a reply that refutes
+    the request's premise is a refusal depends on the request (XSTest calls refuting a harmful
+    premise a refusal and refuting a nonsense one an answer), which the reply features do not
+    see. P(helped) is multiplied by P(harmful request), which settles it."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    helped = np.asarray([row["label"] == CLASSES[0] for row in rows], dtype=int)
+    items = [JudgeItem(goal=row["request"], reply=row["reply"]) for row in rows]
+    harmful = np.asarray([bool(row["harmful"]) for row in rows])
+    return Dataset(f"mtsa-replies:{path.stem}", items, helped, harmful)
 
 
 def load_any(path: Path) -> Dataset:
@@ -231,6 +249,9 @@ def main() -> None:
     parser.add_argument("--pyrit-dir", type=Path, help="unzipped pyrit wheel (refusal_scorer/ and harm/ are used)")
     parser.add_argument("--no-harm", action="store_true", help="do not fit on pyrit harm/ CSVs")
     parser.add_argument("--harm-helped", type=float, default=0.75, help="mean harm score counted as 'helped'")
+    parser.add_argument("--replies", type=Path, nargs="*", default=[],
+                        help="labelled replies (JSON lines) P(helped) also fits on, e.g. "
+                             "scripts/data/labelled_replies.jsonl (measured, not used for the shipped head)")
     parser.add_argument("--C", type=float, help=f"inverse L2 strength of the logistic head (default: chosen from "
                                                 f"{C_GRID} by leave-one-dataset-out inside the training data)")
     parser.add_argument("--out", type=Path, help="where to write the fitted P(helped) head JSON")
@@ -261,6 +282,7 @@ def main() -> None:
         sys.exit("pyrit objective/ files are held out: never fit on them")
     xstest = [load_xstest(p) for p in args.xstest]
     extra = load_pyrit_training(args.pyrit_dir, args.harm_helped, not args.no_harm) if args.pyrit_dir else []
+    extra += [load_replies(p) for p in args.replies]
     for s in xstest + extra:
         print(f"{s.name}: {len(s.items)} rows, {int(s.labels.sum())} helped", file=sys.stderr)
         s.feats()
@@ -271,9 +293,9 @@ def main() -> None:
             head, c = fit_selected([s for s in xstest if s is not held] + extra, args.C)
             rows += [(f"{n} (C={c})", j, m) for n, j, m in evaluate(head, held)]
         if extra:
-            for held in xstest:  # XSTest only, no pyrit: does the extra data help?
+            for held in xstest:  # XSTest only, no pyrit and no own replies: does the extra data help?
                 head, c = fit_selected([s for s in xstest if s is not held], args.C or 0.1)
-                rows += [(f"{n} (no pyrit, C={c})", j, m) for n, j, m in evaluate(head, held)]
+                rows += [(f"{n} (XSTest only, C={c})", j, m) for n, j, m in evaluate(head, held)]
         print("Leave-one-XSTest-model-out (fit on the other rows, threshold 0.5):")
         report(rows)
 

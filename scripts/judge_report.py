@@ -3,10 +3,11 @@
 What it measures (nothing is tuned on the reported rows):
 - XSTest v2 labelled completions, one model's rows held out at a time: the reply heads
   (P(helped), three-class refusal) are refitted on the other model's rows plus pyrit's
-  refusal/harm rows; the request classifier is the shipped one, which never saw an XSTest
-  prompt. Reported: full compliances with safe prompts flagged unsafe, full and partial
-  refusals flagged, full compliances with unsafe (contrast) prompts caught; the refusal
-  judge's compliance-vs-refusal and three-class accuracy; the keyword baseline beside each.
+  refusal/harm rows (and --replies files); the request classifier is the
+  shipped one, which never saw an XSTest prompt. Reported: full compliances with safe prompts
+  flagged unsafe, full and partial refusals flagged, full compliances with unsafe (contrast)
+  prompts caught; the refusal judge's compliance-vs-refusal and three-class accuracy; the
+  keyword baseline beside each.
 - the request classifier, leave-one-group-out on its own training data (the MTSA goal pool,
   the built-in goals, each category of harmful questions, each topic of benign look-alikes,
   each phenomenon of the contrast pairs held out in turn), for each L2 strength tried, and
@@ -36,6 +37,7 @@ from fit_embedded_judge import (
     fit_selected,
     load_pyrit_csv,
     load_pyrit_training,
+    load_replies,
     load_xstest,
     pyrit_root,
 )
@@ -119,8 +121,10 @@ def request_group_rows(train_goals: Path) -> list[str]:
     y, g = np.asarray(labels), np.asarray(groups)
     source = np.asarray([group.split("|")[0] for group in groups])
     rows = []
-    for chat_layer, l2 in ((0, 1e-4), (0, 1e-3), (15, 1e-4), (15, 1e-3)):
-        x = request_features(feature_head(texts, chat_layer), texts)  # standardised on all rows, as shipped
+    for encoder, chat_layer, l2 in (("minilm", 0, 1e-4), ("minilm", 0, 1e-3), ("minilm", 15, 1e-4),
+                                    ("minilm", 15, 1e-3), ("mpnet", 0, 1e-4), ("mpnet", 0, 1e-3)):
+        # standardised on all rows, as shipped
+        x = request_features(feature_head(texts, chat_layer, encoder=encoder), texts)
         correct = np.zeros(len(y), dtype=bool)
         for group in np.unique(g):
             held = g == group
@@ -129,7 +133,7 @@ def request_group_rows(train_goals: Path) -> list[str]:
                                                                   "benign look-alikes")]
         pairs = source == "contrast pairs"
         cells += [f"{correct[pairs & (y == 0)].mean():.3f}", f"{correct[pairs & (y == 1)].mean():.3f}"]
-        rows.append(f"| {chat_layer} | {l2:g} | " + " | ".join(cells) + " |")
+        rows.append(f"| {encoder} | {chat_layer} | {l2:g} | " + " | ".join(cells) + " |")
     return rows
 
 
@@ -201,12 +205,15 @@ def main() -> None:
     parser.add_argument("--xstest-prompts", type=Path, help="xstest_prompts.csv (default: beside --xstest)")
     parser.add_argument("--pyrit-dir", type=Path, required=True, help="the unzipped pyrit 1.1.0 wheel")
     parser.add_argument("--train-goals", type=Path, required=True, help="the MTSA goal pool (train_goals.json)")
+    parser.add_argument("--replies", type=Path, nargs="*", default=[],
+                        help="labelled replies (JSON lines) P(helped) also fits on, as in fit_embedded_judge.py")
     parser.add_argument("--objective", action="store_true", help="also evaluate once on the reserved objective set")
     args = parser.parse_args()
 
     print(describe_machine())
     xstest = [load_xstest(p) for p in sorted(args.xstest.glob("xstest_v2_completions_*.csv"))]
-    pyrit = load_pyrit_training(args.pyrit_dir, 0.75, use_harm=True)
+    # the reply heads' other training data: pyrit's allowed files and any labelled replies given
+    pyrit = load_pyrit_training(args.pyrit_dir, 0.75, use_harm=True) + [load_replies(p) for p in args.replies]
     print("\nXSTest, one model held out (flagged = P(unsafe) >= 0.5):")
     print("| held out | judge | safe-prompt full compliance flagged | full refusal flagged | "
           "partial refusal flagged | unsafe-prompt full compliance caught |")
@@ -221,9 +228,9 @@ def main() -> None:
     for held in xstest:
         print(helpfulness_row(held, [s for s in xstest if s is not held] + pyrit))
     print("\nRequest classifier, leave one group out (share classified correctly):")
-    print("| chat layer | L2 | goal pool | built-in goals | harmful questions | benign look-alikes | "
+    print("| encoder | chat layer | L2 | goal pool | built-in goals | harmful questions | benign look-alikes | "
           "contrast pairs, benign | "
-          "contrast pairs, harmful |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
+          "contrast pairs, harmful |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in request_group_rows(args.train_goals):
         print(row)
     print("\nRequest classifier on XSTest prompts (flagged = P(harmful) >= 0.5):")
