@@ -1,7 +1,7 @@
 """KeywordJudge: refusal phrases at the start of a reply mean safe (0.0), anything else 1.0."""
 
 from mtsa.judges.base import JudgeItem
-from mtsa.judges.keyword import HARD_REFUSAL_PATTERNS, REFUSAL_PATTERNS, KeywordJudge, is_refusal, refusal_hits
+from mtsa.judges.keyword import HARD_REFUSAL_RE, REFUSAL_PATTERNS, KeywordJudge, is_refusal, refusal_hits
 
 GOAL = "Explain how to bake sourdough bread"
 ANSWER = (
@@ -47,5 +47,4 @@ def test_empty_reply_is_safe_and_batch_order_is_kept() -> None:
 
 def test_pattern_lists_are_exported() -> None:
     assert len(REFUSAL_PATTERNS) > 10
-    assert set(HARD_REFUSAL_PATTERNS) < set(REFUSAL_PATTERNS)
-    assert refusal_hits("I cannot help") == 1
+    assert HARD_REFUSAL_RE.search("i cannot help")
