@@ -50,7 +50,10 @@ from mtsa.rollout.run_folder import RunFolder
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ROLLOUT_KEYS = ("turns", "concurrency", "attacker_max_tokens", "target_max_tokens", "seed", "threshold")
-SECOND_OPINIONS = ("keyword", "refusal")
+# Judges that score the red-team replies again, beside the embedded judge's scores as the runs
+# recorded them: "embedded rescored" is the embedded judge of today (a report rerun after the
+# judge changed shows both), keyword and refusal are second opinions.
+SECOND_OPINIONS = ("embedded rescored", "keyword", "refusal")
 
 
 def main() -> None:
@@ -228,8 +231,8 @@ def turn_items(dialogue: DialogueRecord) -> list[JudgeItem]:
 def asr_by_judge(runs: list[Path]) -> dict:
     """ASR over all dialogues of these runs, each goal once per run (a dialogue the attacker could
     not write, a format failure, counts as a failed attack): the embedded judge's, as recorded, and
-    the second opinions on the same replies. For the refusal judge an attack succeeds when some
-    reply is a full compliance."""
+    the judges of SECOND_OPINIONS on the same replies. For the refusal judge an attack succeeds
+    when some reply is a full compliance."""
     if not all((run / "summary.json").is_file() for run in runs):
         return {}
     dialogues = [d for run in runs for d in RunFolder(run).finished()]
@@ -237,6 +240,7 @@ def asr_by_judge(runs: list[Path]) -> dict:
     items = [turn_items(d) for d in judged]
     flat = [item for group in items for item in group]
     scores = {"embedded": [t.p_unsafe for d in judged for t in d.turns],
+              "embedded rescored": load_judge("embedded").score(flat),
               "keyword": load_judge("keyword").score(flat),
               "refusal": [c["p_full_compliance"] for c in load_judge("refusal").columns(flat)]}
     result = {"dialogues": len(dialogues), "format_failures": len(dialogues) - len(judged)}
@@ -352,14 +356,14 @@ def format_table(report: dict, objectives: dict) -> str:
     def rate(target: str, key: str) -> str:
         return f"{xs[target][key]:.2f}" if xs.get(target) else "-"
 
-    lines = ["| row | embedded / keyword / refusal judge |", "| --- | --- |"]
+    lines = ["| row | embedded as recorded / embedded rescored / keyword / refusal judge |", "| --- | --- |"]
     lines += [f"| ASR, {name} | {asr(name)} |" for name in red]
     for target in ("T0", "TN", "TN baseline"):
-        if xs.get(target):
-            lines.append(f"| single-turn harmful rate, {target} (XSTest unsafe) | {rate(target, 'harmful (embedded)')}"
-                         f" / {rate(target, 'harmful (keyword)')} / - |")
-            lines.append(f"| over-refusal, {target} (XSTest safe) | - / {rate(target, 'over-refusal (keyword)')} / "
-                         f"{rate(target, 'over-refusal (refusal)')} |")
+        if xs.get(target):  # scored when the report is written: by today's judges
+            lines.append(f"| single-turn harmful rate, {target} (XSTest unsafe) | - / "
+                         f"{rate(target, 'harmful (embedded)')} / {rate(target, 'harmful (keyword)')} / - |")
+            lines.append(f"| over-refusal, {target} (XSTest safe) | - / - / "
+                         f"{rate(target, 'over-refusal (keyword)')} / {rate(target, 'over-refusal (refusal)')} |")
     before = red.get("RN vs T0", {}).get("embedded")
     for name, paired in report.get("paired", {}).items():
         after = red.get(name, {}).get("embedded")
