@@ -9,8 +9,8 @@
    and the last-turn-only baseline (`--target-objective dpo`) on the same budget: the same
    config, seeds and goals, sharing iteration 1's dialogues up to the target update (identical
    by construction);
-4. evaluation on the held-out goals, embedded judge (keyword and refusal judges as second
-   opinions, rescoring the same replies):
+4. evaluation on the held-out goals, embedded judge as the runs recorded it (today's embedded
+   judge, keyword and refusal judges rescoring the same replies beside it):
    - RN against T0, TN and the baseline's TN (the same attacker, so the targets compare), with
      --eval-seeds dialogues per goal (each its own sampling seed) to narrow the interval;
    - R0..RN against T0 (does the attacker get stronger?);
