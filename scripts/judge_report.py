@@ -27,6 +27,7 @@ What it measures (nothing is tuned on the reported rows):
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -101,8 +102,6 @@ def request_rows(xstest_prompts: Path) -> list[str]:
 
 def request_group_rows(train_goals: Path) -> list[str]:
     """Leave-one-group-out accuracy of the request classifier on its training sources."""
-    import json
-
     from mtsa.judges.requests import DATA_DIR, fit_request_head, read_labelled_requests
 
     def rows_of(name: str) -> list[dict]:
@@ -160,8 +159,6 @@ def own_target_rows(path: Path) -> list[str]:
     share flagged unsafe for each source (multi-turn attacks, single-turn XSTest unsafe prompts)
     and label (not helped: incoherent, off the goal, refusing or critical; willing: answer-shaped
     but with nothing usable; helped: real help or the harmful content asked for)."""
-    import json
-
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     items = [JudgeItem(goal=row["goal"], reply=row["reply"], history=[{"role": "user", "content": row["question"]}])
              for row in rows]
