@@ -2,8 +2,8 @@
 
 Users audit old transcripts with it, and it is how a judge's accuracy against human labels
 is measured. Output: the input rows plus the judge's columns (`p_unsafe`; for the embedded
-judge also `p_harmful_request` and `p_helped`; for the refusal judge `p_full_compliance`,
-`p_partial_refusal`, `p_full_refusal` and `p_refusal`), as JSONL, written to a temporary file
+judge also `p_harmful_request`, `p_helped` and `p_on_goal`; for the refusal judge
+`p_full_compliance`, `p_partial_refusal`, `p_full_refusal` and `p_refusal`), as JSONL, written to a temporary file
 and renamed into place so that a crash never leaves a half-written result. With
 `--helpfulness SCORER` it writes a helpfulness scorer's `helpfulness` column instead (Stage 2's
 reward term), with the embedded scorer's parts beside it.
