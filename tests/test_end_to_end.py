@@ -34,6 +34,8 @@ def test_demo_pipeline_synth_sft_redteam_train_eval(tmp_path, capsys):
     summary = json.loads((out / "redteam" / "summary.json").read_text())
     assert summary["attacker"] == f"embedded+{out / 'attacker'}" and summary["n_goals"] == 1
     metrics = json.loads((out / "train" / "iter_1" / "metrics.json").read_text())
+    # Stage 2 is judged by keyword, so that the 135M target's replies leave the updates pairs
+    assert json.loads((out / "train" / "config.json").read_text())["judge"] == "keyword"
     assert {"attacker_sampling_asr", "attacker_update", "target_update", "rewrite_sources"} <= set(metrics)
     for name in ("attacker_pairs.jsonl", "target_pairs.jsonl", "rewrites.jsonl"):
         assert (out / "train" / "iter_1" / name).is_file()

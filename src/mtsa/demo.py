@@ -4,7 +4,10 @@
    with each of the four strategies; the embedded judge scores every reply;
 2. sft: a LoRA adapter for the embedded model is trained on those dialogues (all kept);
 3. redteam: the fine-tuned attacker red-teams the embedded target on *other* built-in goals;
-4. train: one Stage 2 iteration on the training goals (attacker DPO, target future-reward update);
+4. train: one Stage 2 iteration on the training goals (attacker DPO, target future-reward update),
+   judged by the keyword judge: the embedded judge rightly finds almost nothing unsafe in what
+   the 135M target writes (it cannot really help), which would leave the updates nothing to
+   learn from, and the demo is there to show them run;
 5. eval: the same fine-tuned attacker red-teams the *updated* target on the goals of step 3,
    so that steps 3 and 5 differ only in the target.
 
@@ -80,10 +83,13 @@ def run_demo(config: DemoConfig) -> dict:
               **small)
 
     train = out / "train"
-    print(f"[4/5] Stage 2, one iteration: attacker DPO, target future-reward update -> {train}")
-    run_stage("train", attacker=f"embedded+{adapter}", target="embedded", goals=train_goals, out=train,
-              iterations=1, concurrency=16, benign_ratio=0.5, lora_layers=10, learning_rate=1e-3, train_epochs=1,
-              train_batch_size=2, max_length=1024, **small)
+    print(f"[4/5] Stage 2, one iteration: attacker DPO, target future-reward update -> {train}\n"
+          "      (judged by `keyword`, any reply without a refusal phrase counts as unsafe: the embedded judge\n"
+          "      finds almost nothing unsafe in the 135M target's replies, which cannot really help, so the\n"
+          "      updates would have nothing to learn from; this shows the pipeline, not a safety effect)")
+    run_stage("train", attacker=f"embedded+{adapter}", target="embedded", judge="keyword", goals=train_goals,
+              out=train, iterations=1, concurrency=16, benign_ratio=0.5, rewrite_retries=0, lora_layers=10,
+              learning_rate=1e-3, train_epochs=1, train_batch_size=2, max_length=1024, **small)
     target = json.loads((train / "iter_1" / "metrics.json").read_text())["target_out"]
 
     print(f"[5/5] red-teaming the updated target ({target}) with the same attacker -> {out / 'eval'}")
