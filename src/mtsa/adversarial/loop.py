@@ -341,7 +341,15 @@ def guard_pairs(benign, count: int, models: dict, config: TrainConfig,
     The prompts are benign by construction, so a reply's helpfulness here is the refusal judge's
     P(full compliance), not the run's scorer: a scorer that takes a look-alike for a harmful
     request (which is what look-alikes are for) would reward the refusal and turn the guard
-    around. A pair whose answer still does not out-score its refusal is left out."""
+    around. A pair whose answer still does not out-score its refusal is left out.
+
+    The refusal judge reads incoherent text as compliance or as refusal (docs/judges.md), so
+    an answer must also be about the prompt (the embedded judge's on-goal gate), and an own
+    reply stands for the refusal only if it also has a refusal phrase; else the template does.
+    Otherwise a small target's nonsense would be taught as the helpful answer, or be the
+    "refusal" it learns to avoid."""
+    from mtsa.judges.embedded import on_goal
+    from mtsa.judges.keyword import KeywordJudge
     from mtsa.judges.refusal import RefusalJudge
 
     if count == 0 or not benign:
@@ -356,12 +364,15 @@ def guard_pairs(benign, count: int, models: dict, config: TrainConfig,
     items = [JudgeItem(chat[-1]["content"], r.text, history=chat) for chat, r in zip(chats, replies)]
     refusal_judge = RefusalJudge()
     classes = refusal_judge.columns(items)
+    about = on_goal(items) >= 0.5
+    phrase = [score < 0.5 for score in KeywordJudge().score(items)]  # the keyword judge's refusals
     chosen: list[tuple[str, JudgeItem, JudgeItem]] = []  # (prompt id, answer, refusal)
     for i, goal in enumerate(prompts):
-        own = list(zip(items[2 * i:2 * i + 2], classes[2 * i:2 * i + 2]))
-        answer = next((item for item, c in own if c["p_full_compliance"] >= 0.5), None)
+        own = list(zip(items[2 * i:2 * i + 2], classes[2 * i:2 * i + 2], about[2 * i:2 * i + 2],
+                       phrase[2 * i:2 * i + 2]))
+        answer = next((item for item, c, on, _ in own if c["p_full_compliance"] >= 0.5 and on), None)
         if answer is not None:
-            refusal = next((item for item, c in own if c["p_refusal"] >= 0.5),
+            refusal = next((item for item, c, _, said in own if c["p_refusal"] >= 0.5 and said),
                            JudgeItem(goal.goal, TEMPLATE_REFUSAL, history=answer.history))
             chosen.append((goal.id, answer, refusal))
     scored = [item for _, answer, refusal in chosen for item in (answer, refusal)]
