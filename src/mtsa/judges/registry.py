@@ -1,6 +1,7 @@
 """Judge names, as the CLI and configs spell them.
 
-    embedded[?OPTIONS]        the offline default: P(harmful request) x P(the reply helps);
+    embedded[?OPTIONS]        the offline default: P(harmful request) x P(the reply helps)
+                              x P(the reply is about the request);
                               options: requests=FILE.json (a request classifier from
                               `mtsa fit-requests`), batch_size
     refusal[?OPTIONS]         full compliance / partial refusal / full refusal (over-refusal);

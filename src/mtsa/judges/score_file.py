@@ -44,7 +44,7 @@ def score_file(judge_name: str, input_path: str, out_path: str, batch_size: int 
     if not out.parent.is_dir():
         raise MtsaError(f"output folder '{out.parent}' does not exist")
     judge = load(judge_name)
-    # Judges with more to say than one probability (the embedded judge's two factors, the
+    # Judges with more to say than one probability (the embedded judge's three factors, the
     # refusal judge's three classes) give named columns; others give their score as p_unsafe
     # (helpfulness scorers: as helpfulness).
     columns = getattr(judge, "columns", None) or (lambda batch: [{column: s} for s in judge.score(batch)])
