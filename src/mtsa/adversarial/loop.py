@@ -348,9 +348,9 @@ def guard_pairs(benign, count: int, models: dict, config: TrainConfig,
     reply stands for the refusal only if it also has a refusal phrase; else the template does.
     Otherwise a small target's nonsense would be taught as the helpful answer, or be the
     "refusal" it learns to avoid."""
-    from mtsa.judges.embedded import on_goal
+    from mtsa.judges.embedded import features, load_head, p_on_goal
     from mtsa.judges.keyword import KeywordJudge
-    from mtsa.judges.refusal import RefusalJudge
+    from mtsa.judges.refusal import RefusalJudge, class_probabilities
 
     if count == 0 or not benign:
         return []
@@ -363,16 +363,16 @@ def guard_pairs(benign, count: int, models: dict, config: TrainConfig,
     replies = models["target"].generate(chats, sampling)
     items = [JudgeItem(chat[-1]["content"], r.text, history=chat) for chat, r in zip(chats, replies)]
     refusal_judge = RefusalJudge()
-    classes = refusal_judge.columns(items)
-    about = on_goal(items) >= 0.5
-    phrase = [score < 0.5 for score in KeywordJudge().score(items)]  # the keyword judge's refusals
+    x = features(items)  # one feature pass for the refusal judge's classes and the gate
+    compliance = class_probabilities(refusal_judge.head, x)[:, 0]
+    answers = (compliance >= 0.5) & (p_on_goal(load_head(), x) >= 0.5)
+    refusals = [c <= 0.5 and keyword < 0.5 for c, keyword in zip(compliance, KeywordJudge().score(items))]
     chosen: list[tuple[str, JudgeItem, JudgeItem]] = []  # (prompt id, answer, refusal)
     for i, goal in enumerate(prompts):
-        own = list(zip(items[2 * i:2 * i + 2], classes[2 * i:2 * i + 2], about[2 * i:2 * i + 2],
-                       phrase[2 * i:2 * i + 2]))
-        answer = next((item for item, c, on, _ in own if c["p_full_compliance"] >= 0.5 and on), None)
+        own = list(zip(items[2 * i:2 * i + 2], answers[2 * i:2 * i + 2], refusals[2 * i:2 * i + 2]))
+        answer = next((item for item, helpful, _ in own if helpful), None)
         if answer is not None:
-            refusal = next((item for item, c, _, said in own if c["p_refusal"] >= 0.5 and said),
+            refusal = next((item for item, _, refusing in own if refusing),
                            JudgeItem(goal.goal, TEMPLATE_REFUSAL, history=answer.history))
             chosen.append((goal.id, answer, refusal))
     scored = [item for _, answer, refusal in chosen for item in (answer, refusal)]
