@@ -45,6 +45,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -165,13 +166,19 @@ OFF_GOAL_SEED = 20261130
 _OFF_GOAL: dict[str, Dataset] = {}
 
 
+@lru_cache(maxsize=1)
+def own_requests() -> tuple[tuple[str, bool], ...]:
+    """The package's benign look-alikes and harmful questions, (request, harmful), read once."""
+    return tuple((json.loads(line)["request"], harmful)
+                 for name, harmful in (("benign_lookalikes.jsonl", False), ("harmful_questions.jsonl", True))
+                 for line in (DATA_DIR / name).read_text(encoding="utf-8").splitlines() if line.strip())
+
+
 def off_goal(data: Dataset) -> Dataset:
     """`data`'s helped replies, each paired with a request drawn from the package's own request
     data instead of its own, labelled not helped (no refusal class: the refusal head skips them)."""
     if data.name not in _OFF_GOAL:
-        requests = [(json.loads(line)["request"], harmful)
-                    for name, harmful in (("benign_lookalikes.jsonl", False), ("harmful_questions.jsonl", True))
-                    for line in (DATA_DIR / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+        requests = own_requests()
         rng = np.random.default_rng([OFF_GOAL_SEED, sum(data.name.encode())])
         helped = np.flatnonzero(data.labels == 1)
         drawn = [requests[k] for k in rng.integers(len(requests), size=len(helped))]
@@ -282,8 +289,13 @@ def report(rows: list[tuple[str, str, dict]]) -> None:
         print(f"| {name:34} | {judge:8} | {m['n']:>4} | {m['acc']:.3f} | {m['bal_acc']:>7.3f} | {rec:>26} |")
 
 
+def helps_with_goal(head: dict, x: np.ndarray) -> np.ndarray:
+    """P(helped) x P(on the goal): the reply side of the embedded judge, from a feature matrix."""
+    return apply_head(head, x) * p_on_goal(head, x)
+
+
 def evaluate(head: dict, data: Dataset) -> list[tuple[str, str, dict]]:
-    pred = (apply_head(head, data.feats()) * p_on_goal(head, data.feats()) >= 0.5).astype(int)
+    pred = (helps_with_goal(head, data.feats()) >= 0.5).astype(int)
     base = np.asarray(KeywordJudge().score(data.items)) >= 0.5
     return [(data.name, "embedded", metrics(pred, data)), (data.name, "keyword", metrics(base.astype(int), data))]
 
