@@ -82,7 +82,7 @@ def test_missing_adapter_and_api_models_are_rejected(data, tmp_path, capsys):
 def test_lora_layers_adapts_only_the_top_layers_and_weights_follow_the_cpu(data, tmp_path, tiny_model_dir,
                                                                            monkeypatch):
     monkeypatch.delenv("MTSA_DTYPE", raising=False)
-    monkeypatch.setattr("mtsa.models.dtype.cpu_bfloat16_support", lambda: (True, "AMX"))
+    monkeypatch.setattr("mtsa.models.dtype.cpu_bfloat16_support", lambda: ("AMX", "AMX"))
     config = AttackerSFTConfig(data=str(data), model=f"hf:{tiny_model_dir}", out=str(tmp_path / "out"), lora_layers=1)
     trainer, _, _ = build_trainer(config)
     adapted = {name.split(".layers.")[1].split(".")[0] for name, _ in trainer.model.named_parameters()
@@ -93,7 +93,7 @@ def test_lora_layers_adapts_only_the_top_layers_and_weights_follow_the_cpu(data,
     assert str(frozen.dtype) == "torch.bfloat16"
     assert all(p.dtype == torch.float32 for name, p in trainer.model.named_parameters() if "lora_" in name)
 
-    monkeypatch.setattr("mtsa.models.dtype.cpu_bfloat16_support", lambda: (False, "AVX2 only"))
+    monkeypatch.setattr("mtsa.models.dtype.cpu_bfloat16_support", lambda: (None, "AVX2 only"))
     trainer, _, _ = build_trainer(AttackerSFTConfig(data=str(data), model=f"hf:{tiny_model_dir}",
                                                     out=str(tmp_path / "out2")))
     assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}

@@ -1,9 +1,11 @@
 """Which floating-point type a model runs in, decided in one place for every model load.
 
-bfloat16 halves memory and is the fast path on GPUs and on CPUs that compute it natively
-(AVX-512 BF16 or AMX). Elsewhere (AVX2-only x86, AMD before Zen 4, older Xeons) PyTorch
-emulates it, and a bfloat16 matrix product is several times slower than a float32 one, so
-there `auto` means float32. A default that is fast on one CPU must not be slow on another.
+bfloat16 halves memory and is the fast path on GPUs and on CPUs with AMX tiles. Elsewhere
+`auto` means float32: on AVX2-only x86 (AMD before Zen 4, older Xeons) PyTorch emulates
+bfloat16 and a bfloat16 matrix product is several times slower than a float32 one; on CPUs
+with AVX-512 BF16 but no AMX the bfloat16 dot products exist, yet float32 (with its weights
+packed once, `packed_linear.py`) was measured as fast or faster for every model mtsa runs
+(benchmarks/RESULTS.md). A default that is fast on one CPU must not be slow on another.
 
 Precedence: an explicit dtype (a spec's `dtype=` option or a `--dtype` flag), then the
 environment variable MTSA_DTYPE (which also reaches models that take no options, such as the
@@ -30,8 +32,10 @@ ALIASES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp
            "float32": "float32", "fp32": "float32"}
 DTYPE_CHOICES = ("auto", *ALIASES)
 
-# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) under which it has no bfloat16 instructions.
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) under which it has no bfloat16 instructions, and no AMX.
 ONEDNN_CAPS_WITHOUT_BF16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"})
+ONEDNN_CAPS_WITHOUT_AMX = ONEDNN_CAPS_WITHOUT_BF16 | {"AVX2_VNNI_2", "AVX512_CORE_BF16", "AVX512_CORE_FP16",
+                                                      "AVX10_1_512"}
 
 
 @dataclass(frozen=True)
@@ -94,18 +98,22 @@ def hardware_dtype(device: str) -> DtypeChoice:
         return DtypeChoice("float16", "Apple MPS device")
     if device != "cpu":
         return DtypeChoice("float32", f"device '{device}': no faster dtype known to be safe")
-    native, detail = cpu_bfloat16_support()
-    if native:
-        return DtypeChoice("bfloat16", f"CPU {cpu_name()} computes bfloat16 natively ({detail})")
+    unit, detail = cpu_bfloat16_support()
+    if unit == "AMX":
+        return DtypeChoice("bfloat16", f"CPU {cpu_name()} computes bfloat16 in AMX tiles ({detail})")
+    if unit:
+        return DtypeChoice("float32", f"CPU {cpu_name()} computes bfloat16 with {detail} but has no AMX; "
+                                      "float32 is as fast or faster there")
     return DtypeChoice("float32", f"CPU {cpu_name()} has no native bfloat16 ({detail}), so float32 is faster")
 
 
-def cpu_bfloat16_support() -> tuple[bool, str]:
-    """(whether this CPU computes bfloat16 natively as PyTorch runs here, the evidence).
+def cpu_bfloat16_support() -> tuple[str | None, str]:
+    """(the fastest unit this CPU computes bfloat16 with as PyTorch runs here: "AMX",
+    "AVX-512 BF16" or None; the evidence).
 
-    Native means the CPU has AVX-512 BF16 or AMX *and* PyTorch may use them: its vector kernels
-    run at AVX-512 (not capped by ATEN_CPU_CAPABILITY) and oneDNN is not capped below its bf16
-    ISA by ONEDNN_MAX_CPU_ISA. `get_cpu_capability()` alone says "AVX512" on CPUs without BF16.
+    A unit counts only if PyTorch may use it: its vector kernels run at AVX-512 (not capped by
+    ATEN_CPU_CAPABILITY) and oneDNN is not capped below it by ONEDNN_MAX_CPU_ISA.
+    `get_cpu_capability()` alone says "AVX512" on CPUs without BF16.
     """
     import torch
 
@@ -116,13 +124,19 @@ def cpu_bfloat16_support() -> tuple[bool, str]:
     if _torch_cpu_check("_is_amx_tile_supported"):
         features.append("AMX")
     if not features:
-        return False, f"vector ISA {capability}; AVX-512 BF16 and AMX not found"
+        return None, f"vector ISA {capability}; AVX-512 BF16 and AMX not found"
+    present = " and ".join(features)
     onednn_cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
     if onednn_cap in ONEDNN_CAPS_WITHOUT_BF16:
-        return False, f"{' and '.join(features)} present, but ONEDNN_MAX_CPU_ISA={onednn_cap}"
+        return None, f"{present} present, but ONEDNN_MAX_CPU_ISA={onednn_cap}"
     if "AVX512" not in capability.upper():
-        return False, f"{' and '.join(features)} present, but PyTorch's kernels run at {capability}"
-    return True, " and ".join(features)
+        return None, f"{present} present, but PyTorch's kernels run at {capability}"
+    if "AMX" in features and onednn_cap not in ONEDNN_CAPS_WITHOUT_AMX:
+        return "AMX", present
+    if "AVX-512 BF16" in features:
+        return "AVX-512 BF16", "AVX-512 BF16" + (f" (AMX capped by ONEDNN_MAX_CPU_ISA={onednn_cap})"
+                                                  if "AMX" in features else "")
+    return None, f"{present} present, but ONEDNN_MAX_CPU_ISA={onednn_cap}"
 
 
 def _torch_cpu_check(name: str) -> bool:
@@ -161,8 +175,8 @@ def describe_machine() -> str:
     """One line naming the CPU, its bfloat16 support and the ISA caps in force: printed by benchmarks."""
     import torch
 
-    native, detail = cpu_bfloat16_support()
+    unit, detail = cpu_bfloat16_support()
     caps = [f"{var}={os.environ[var]}" for var in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if os.environ.get(var)]
     return (f"CPU: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"vector ISA {torch.backends.cpu.get_cpu_capability()}, native bfloat16: {'yes' if native else 'no'} "
-            f"({detail})" + (f"; caps: {', '.join(caps)}" if caps else ""))
+            f"vector ISA {torch.backends.cpu.get_cpu_capability()}, native bfloat16: "
+            + (detail if unit else f"no ({detail})") + (f"; caps: {', '.join(caps)}" if caps else ""))

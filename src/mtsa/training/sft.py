@@ -50,7 +50,7 @@ class AttackerSFTConfig:
     lora_layers: int = field(default=0, metadata=help_text(
         "put LoRA only on the top N transformer layers (0: all); back-propagation then stops at the lowest one"))
     dtype: str = field(default="auto", metadata=help_text(
-        "base weights' dtype: auto (bfloat16 on GPUs and on CPUs with native bfloat16, else float32; "
+        "base weights' dtype: auto (bfloat16 on GPUs and on CPUs with AMX, else float32; "
         "float32 for full fine-tuning on CPU), bfloat16, float16, float32"))
     epochs: float = field(default=3.0, metadata=help_text("training epochs"))
     learning_rate: float = field(default=2e-4, metadata=help_text("peak learning rate (reference full FT: 1e-5)"))
