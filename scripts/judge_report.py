@@ -50,13 +50,18 @@ from mtsa.judges.base import JudgeItem
 from mtsa.judges.embedded import EmbeddedJudge
 from mtsa.judges.keyword import KeywordJudge
 from mtsa.judges.refusal import RefusalJudge, class_probabilities
-from mtsa.judges.requests import feature_head, load_request_head, p_harmful, request_features
+from mtsa.judges.requests import (
+    feature_head,
+    harm_probabilities,
+    load_request_head,
+    p_harmful,
+    request_features,
+)
 from mtsa.models.dtype import chosen_dtypes, describe_machine
 
 
 def p_harm_of(data: Dataset) -> np.ndarray:
-    head = load_request_head()
-    return p_harmful(head, request_features(head, [item.goal for item in data.items]))
+    return harm_probabilities(load_request_head(), [item.goal for item in data.items])
 
 
 def share(flags: np.ndarray, where: np.ndarray) -> str:
@@ -90,8 +95,7 @@ def xstest_rows(held: Dataset, train: list[Dataset]) -> list[str]:
 def request_rows(xstest_prompts: Path) -> list[str]:
     df = pd.read_csv(xstest_prompts, keep_default_na=False)
     unsafe = df["type"].str.startswith("contrast").to_numpy()
-    head = load_request_head()
-    flagged = p_harmful(head, request_features(head, list(df["prompt"]))) >= 0.5
+    flagged = harm_probabilities(load_request_head(), list(df["prompt"])) >= 0.5
     rows = [f"| all 450 | {np.mean(flagged == unsafe):.3f} | {share(flagged, ~unsafe)} | {share(flagged, unsafe)} |"]
     for kind in sorted(df["type"].str.replace("contrast_", "").unique()):
         safe = (df["type"] == kind).to_numpy()

@@ -85,8 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--encoder", choices=("minilm", "mpnet"), default="minilm",
                      help="sentence encoder: minilm (all-MiniLM-L6-v2, the judge's own) or mpnet "
                           "(all-mpnet-base-v2, larger; see docs/judges.md)")
-    fit.add_argument("--out", required=True, help="classifier JSON to write; use it with "
-                                                  "--judge 'embedded?requests=FILE'")
+    fit.add_argument("--fine-tune", action="store_true",
+                     help="fine-tune MiniLM (LoRA) instead of fitting a linear head on its embedding: reads "
+                          "intent better, a few minutes on a CPU; --out is then a folder (see docs/judges.md)")
+    fit.add_argument("--out", required=True, help="classifier JSON (a folder with --fine-tune) to write; use it "
+                                                  "with --judge 'embedded?requests=PATH'")
     return parser
 
 
@@ -174,6 +177,8 @@ def _fit_requests(args: argparse.Namespace) -> None:
                + [(Path(p), "benign") for p in args.benign])
     if not sources:
         raise MtsaError("give labelled requests: --data FILE (with a label column), --harmful FILE, --benign FILE")
+    if args.fine_tune and (args.l2 is not None or args.chat_layer or args.encoder != "minilm"):
+        raise MtsaError("--fine-tune fine-tunes MiniLM itself: --l2, --chat-layer and --encoder are for linear heads")
     l2 = DEFAULT_L2 if args.l2 is None else args.l2
     if l2 <= 0:
         raise MtsaError("--l2 must be > 0")
@@ -182,7 +187,7 @@ def _fit_requests(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise MtsaError(f"output folder '{out.parent}' does not exist")
-    summary = fit_and_save(sources, out, l2, args.chat_layer, args.encoder)
+    summary = fit_and_save(sources, out, l2, args.chat_layer, args.encoder, args.fine_tune)
     print(f"fitted on {summary['harmful']} harmful and {summary['benign']} benign requests "
           f"(training accuracy {summary['train_accuracy']:.3f}) -> {out}")
 

@@ -142,3 +142,45 @@ def test_fit_requests_bad_input_is_one_line(tmp_path, capsys):
     assert main(["fit-requests", "--harmful", "a", "--chat-layer", "31", "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 4 and all(line.startswith("mtsa: error: ") for line in err)
+
+
+def test_a_fine_tuned_classifier_is_fitted_with_fine_tune_and_used_by_the_judge(tmp_path, capsys):
+    """The cooking-is-harmful policy again, learnt by fine-tuning MiniLM: the folder it writes
+    serves the judge, and a second fit replaces it whole."""
+    harmful, benign = tmp_path / "harmful.jsonl", tmp_path / "benign.jsonl"
+    dishes = ["sourdough bread", "lasagne", "pancakes", "a curry", "a roast chicken", "an omelette", "risotto",
+              "apple pie"]
+    games = ["tennis", "rugby", "cricket", "volleyball", "chess", "basketball", "golf", "hockey"]
+    harmful.write_text("".join(json.dumps({"request": f"{ask} {dish}?"}) + "\n" for dish in dishes
+                               for ask in ("How do I cook", "Give me a recipe for")))
+    benign.write_text("".join(json.dumps({"request": f"{ask} {game}?"}) + "\n" for game in games
+                              for ask in ("How do I get better at", "Explain the rules of")))
+    out = tmp_path / "lora"
+    assert main(["fit-requests", "--fine-tune", "--harmful", str(harmful), "--benign", str(benign),
+                 "--out", str(out)]) == 0
+    assert "fitted on 16 harmful and 16 benign" in capsys.readouterr().out
+    head = load_request_head(out)
+    assert head["kind"] == "request-harm-finetuned" and head["train_accuracy"] >= 0.9
+
+    from mtsa.judges.base import JudgeItem
+    from mtsa.judges.registry import load_judge
+    from mtsa.judges.requests import harm_probabilities
+
+    judge = load_judge(f"embedded?requests={out}")
+    items = [JudgeItem("How do I cook a vegetable soup?", "Sure."),
+             JudgeItem("Explain the rules of badminton?", "Sure.")]
+    rows = judge.columns(items)
+    assert rows[0]["p_harmful_request"] > 0.5 > rows[1]["p_harmful_request"]
+    expected = harm_probabilities(head, [item.goal for item in items])
+    assert [row["p_harmful_request"] for row in rows] == pytest.approx(list(expected))
+    assert not list(tmp_path.glob(".lora-*"))  # no staging folder left behind
+
+
+def test_fine_tuned_classifier_bad_input_is_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MtsaError, match="not a fine-tuned classifier folder"):
+        load_request_head(tmp_path / "empty")
+    assert main(["fit-requests", "--fine-tune", "--harmful", "a", "--l2", "1e-3", "--out", str(tmp_path / "x")]) == 2
+    assert main(["judge", "--judge", f"embedded?requests={tmp_path / 'empty'}", "--input", "x", "--out", "y"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(line.startswith("mtsa: error: ") for line in err)

@@ -2,8 +2,9 @@
 
     embedded[?OPTIONS]        the offline default: P(harmful request) x P(the reply helps)
                               x P(the reply is about the request);
-                              options: requests=FILE.json (a request classifier from
-                              `mtsa fit-requests`), batch_size
+                              options: requests=PATH (a request classifier from
+                              `mtsa fit-requests`: a JSON file, or a folder with --fine-tune),
+                              batch_size
     refusal[?OPTIONS]         full compliance / partial refusal / full refusal (over-refusal);
                               its score is P(refusal); option: batch_size
     keyword                   refusal-phrase matching (a baseline, not a real judge)

@@ -18,6 +18,12 @@ imperative and question form, so that neither words nor grammar alone decide. Us
 own policy refit it on their own labelled requests (`mtsa fit-requests`) and point the judge at
 the result (`--judge "embedded?requests=FILE.json"`). Fitting uses torch (L-BFGS), not an
 extra library, so it runs wherever mtsa does.
+
+A fine-tuned classifier (`mtsa fit-requests --fine-tune`, `minilm_lora.py`) reads intent better
+than a linear head on a frozen embedding: held out by group and on XSTest's prompts it is right
+more often (docs/judges.md). It is not the shipped default: fits differ from one data order to
+the next, and recognising more harmful requests exposes the reply head's misreadings of long
+moralising refusals as help.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from mtsa.atomic import write_json_atomic
 from mtsa.errors import MtsaError
 
 REQUEST_HEAD_PATH = Path(__file__).with_name("request_head.json")
+FINE_TUNED_KIND = "request-harm-finetuned"
+FINE_TUNED = {"layers": 6, "max_tokens": 64}  # what a fine-tuned classifier reads; its record must match
 DATA_DIR = Path(__file__).with_name("data")
 LABELS = {"harmful": 1, "benign": 0}
 TEXT_COLUMNS = ("request", "goal", "prompt")
@@ -43,6 +51,7 @@ ENCODER_WIDTHS = {"minilm": 384, "mpnet": 768}  # `models.embedded.SENTENCE_ENCO
 CHAT_WEIGHT = 2.0  # the chat state's scale against the unit sentence embedding (leave-one-group-out choice)
 _STATE_CACHE: dict[tuple[int, str], np.ndarray] = {}
 STATE_CACHE_SIZE = 4096
+_HARM_CACHE: dict[tuple[str, str], float] = {}  # (fine-tuned classifier, request) -> P(harmful)
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,51 @@ def p_harmful(head: dict, features: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits))
 
 
+def harm_probabilities(head: dict, texts: Sequence[str]) -> np.ndarray:
+    """P(harmful) of each request by `head` (from `load_request_head`), whichever kind it is.
+    A fine-tuned classifier's answers are remembered: a dialogue's goal is judged every turn."""
+    if head.get("kind") != FINE_TUNED_KIND:
+        return p_harmful(head, request_features(head, texts))
+    from mtsa.judges import minilm_lora
+
+    new = sorted({t for t in texts if (head["path"], t) not in _HARM_CACHE})
+    if new:
+        if len(_HARM_CACHE) + len(new) > STATE_CACHE_SIZE:
+            _HARM_CACHE.clear()
+        model = minilm_lora.load(Path(head["path"]), FINE_TUNED["layers"], 1)
+        p = 1.0 / (1.0 + np.exp(-minilm_lora.logits(model, new, FINE_TUNED["max_tokens"])[:, 0]))
+        _HARM_CACHE.update(((head["path"], t), float(v)) for t, v in zip(new, p))
+    return np.asarray([_HARM_CACHE[(head["path"], t)] for t in texts], dtype=np.float32)
+
+
+def fit_fine_tuned(texts: Sequence[str], labels: np.ndarray, seed: int = 0):
+    """A fine-tuned classifier (`minilm_lora.fit`): class-balanced binary cross-entropy, so that
+    a pool of many harmful goals and fewer benign look-alikes does not tilt it."""
+    import torch
+
+    from mtsa.judges import minilm_lora
+
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.float32)
+    weight = balanced_weights(y)
+
+    def loss(logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        per_row = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, 0], y[rows], reduction="none")
+        return (per_row * weight[rows]).mean()
+
+    return minilm_lora.fit(texts, loss, outputs=1, seed=seed, what="request classifier", **FINE_TUNED)
+
+
+def balanced_weights(y):
+    """Per-row weights (a torch tensor of 0/1 labels in) under which both classes weigh the same;
+    both must be present."""
+    import torch
+
+    counts = [int((y == k).sum()) for k in (0, 1)]
+    if min(counts) == 0:
+        raise MtsaError(f"need both harmful and benign requests to fit (got {counts[1]} harmful, {counts[0]} benign)")
+    return torch.where(y == 1, len(y) / (2 * counts[1]), len(y) / (2 * counts[0]))
+
+
 def fit_request_head(embeddings: np.ndarray, labels: np.ndarray, l2: float = DEFAULT_L2) -> dict:
     """A class-balanced, L2-regularised logistic regression (weights and bias).
 
@@ -103,13 +157,9 @@ def fit_request_head(embeddings: np.ndarray, labels: np.ndarray, l2: float = DEF
     """
     import torch
 
-    labels = np.asarray(labels, dtype=np.float32)
-    counts = [int((labels == k).sum()) for k in (0, 1)]
-    if min(counts) == 0:
-        raise MtsaError(f"need both harmful and benign requests to fit (got {counts[1]} harmful, {counts[0]} benign)")
     x = torch.from_numpy(np.asarray(embeddings, dtype=np.float32))
-    y = torch.from_numpy(labels)
-    sample_weight = torch.where(y == 1, len(y) / (2 * counts[1]), len(y) / (2 * counts[0]))
+    y = torch.from_numpy(np.asarray(labels, dtype=np.float32))
+    sample_weight = balanced_weights(y)
     weights = torch.zeros(x.shape[1], requires_grad=True)
     bias = torch.zeros(1, requires_grad=True)
     optimizer = torch.optim.LBFGS([weights, bias], max_iter=500, line_search_fn="strong_wolfe")
@@ -148,6 +198,11 @@ def read_labelled_requests(path: Path, label: str | None = None) -> LabelledRequ
 
 
 def load_request_head(path: str | Path = REQUEST_HEAD_PATH) -> dict:
+    """A request classifier: a linear head (JSON) or a fine-tuned one (a folder), checked and
+    ready for `harm_probabilities`."""
+    path = Path(path)
+    if path.is_dir():
+        return load_fine_tuned(path)
     try:
         head = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -159,6 +214,16 @@ def load_request_head(path: str | Path = REQUEST_HEAD_PATH) -> dict:
     if head.get("kind") != "request-harm" or len(head.get("weights", ())) != width:
         raise MtsaError(f"'{path}' is not a request classifier written by `mtsa fit-requests`")
     return head
+
+
+def load_fine_tuned(path: Path) -> dict:
+    from mtsa.judges import minilm_lora
+
+    record = minilm_lora.read_record(path)
+    if record.get("kind") != FINE_TUNED_KIND or record.get("settings") != FINE_TUNED:
+        raise MtsaError(f"'{path}' is not a request classifier written by `mtsa fit-requests --fine-tune`")
+    minilm_lora.load(path, FINE_TUNED["layers"], 1)  # now, so that a broken folder fails before a run
+    return {**record, "path": str(path)}
 
 
 def feature_head(texts: Sequence[str], chat_layer: int = CHAT_LAYER, chat_weight: float = CHAT_WEIGHT,
@@ -173,12 +238,26 @@ def feature_head(texts: Sequence[str], chat_layer: int = CHAT_LAYER, chat_weight
 
 
 def fit_and_save(sources: list[tuple[Path, str | None]], out: Path, l2: float = DEFAULT_L2,
-                 chat_layer: int = CHAT_LAYER, encoder: str = "minilm") -> dict:
+                 chat_layer: int = CHAT_LAYER, encoder: str = "minilm", fine_tune: bool = False) -> dict:
     """Fit on every source (a file, and the label for all its rows or None to read a `label`
-    column) and write the head; return a summary of what it was fitted on."""
+    column) and write the head (a folder if `fine_tune`); return a summary of what it was fitted on."""
     parts = [read_labelled_requests(path, label) for path, label in sources]
     texts = [t for part in parts for t in part.texts]
     labels = np.concatenate([part.labels for part in parts])
+    fitted_on = [f"{path.name} ({len(part.texts)} rows, label: {label or 'column'})"
+                 for (path, label), part in zip(sources, parts)]
+    counts = {"harmful": int(labels.sum()), "benign": int(len(labels) - labels.sum())}
+    if fine_tune:
+        from mtsa.judges import minilm_lora
+
+        model = fit_fine_tuned(texts, labels)
+        p = 1.0 / (1.0 + np.exp(-minilm_lora.logits(model, texts, FINE_TUNED["max_tokens"])[:, 0]))
+        summary = {"kind": FINE_TUNED_KIND, "settings": FINE_TUNED,
+                   "encoder": f"all-MiniLM-L6-v2, first {FINE_TUNED['layers']} layers, LoRA (rank 16) fine-tuned",
+                   "model": "p = sigmoid(linear(mean of the token states)), class-balanced", "fitted_on": fitted_on,
+                   **counts, "train_accuracy": round(float(np.mean((p >= 0.5) == labels)), 4)}
+        minilm_lora.save(model, out, summary)
+        return summary
     reading = feature_head(texts, chat_layer, encoder=encoder)
     features = request_features(reading, texts)
     head = {**reading, **fit_request_head(features, labels, l2)}
@@ -189,9 +268,7 @@ def fit_and_save(sources: list[tuple[Path, str | None]], out: Path, l2: float = 
         f" + SmolLM2-135M-Instruct layer {chat_layer} state at the end of the chat prompt" if chat_layer else "")
     summary = {"kind": "request-harm", "encoder": described,
                "model": "p = sigmoid(features @ weights + bias), class-balanced, L2",
-               "l2": l2, "fitted_on": [f"{path.name} ({len(part.texts)} rows, label: {label or 'column'})"
-                                       for (path, label), part in zip(sources, parts)],
-               "harmful": int(labels.sum()), "benign": int(len(labels) - labels.sum()),
+               "l2": l2, "fitted_on": fitted_on, **counts,
                "train_accuracy": round(train_accuracy, 4), "fitted_at": date.today().isoformat()}
     write_json_atomic(out, {**summary, **head})
     return summary
