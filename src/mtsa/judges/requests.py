@@ -204,7 +204,7 @@ def load_request_head(path: str | Path = REQUEST_HEAD_PATH) -> dict:
     if path.is_dir():
         return load_fine_tuned(path)
     try:
-        head = json.loads(Path(path).read_text(encoding="utf-8"))
+        head = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise MtsaError(f"request classifier '{path}' not found; fit one with `mtsa fit-requests`") from None
     except (OSError, json.JSONDecodeError) as exc:

@@ -4,8 +4,9 @@ bfloat16 halves memory and is the fast path on GPUs and on CPUs with AMX tiles. 
 `auto` means float32: on AVX2-only x86 (AMD before Zen 4, older Xeons) PyTorch emulates
 bfloat16 and a bfloat16 matrix product is several times slower than a float32 one; on CPUs
 with AVX-512 BF16 but no AMX the bfloat16 dot products exist, yet float32 (with its weights
-packed once, `packed_linear.py`) was measured as fast or faster for every model mtsa runs
-(benchmarks/RESULTS.md). A default that is fast on one CPU must not be slow on another.
+packed once, `packed_linear.py`) was measured faster overall: the sentence encoder and LoRA
+training faster, generation on par (benchmarks/RESULTS.md). A default that is fast on one CPU
+must not be slow on another.
 
 Precedence: an explicit dtype (a spec's `dtype=` option or a `--dtype` flag), then the
 environment variable MTSA_DTYPE (which also reaches models that take no options, such as the
@@ -103,7 +104,7 @@ def hardware_dtype(device: str) -> DtypeChoice:
         return DtypeChoice("bfloat16", f"CPU {cpu_name()} computes bfloat16 in AMX tiles ({detail})")
     if unit:
         return DtypeChoice("float32", f"CPU {cpu_name()} computes bfloat16 with {detail} but has no AMX; "
-                                      "float32 is as fast or faster there")
+                                      "float32 is faster there overall")
     return DtypeChoice("float32", f"CPU {cpu_name()} has no native bfloat16 ({detail}), so float32 is faster")
 
 
