@@ -1,9 +1,10 @@
-"""Fit (and evaluate) the reply heads of the `embedded` and `refusal` judges.
+"""Fit (and evaluate) the reply side of the `embedded` and `refusal` judges.
 
-Writes src/mtsa/judges/embedded_head.json (P(helped): the reply gives real help towards the
-goal, the factor the embedded judge multiplies by P(harmful request)) with --out, and
-src/mtsa/judges/refusal_head.json (full compliance / partial refusal / full refusal) with
---refusal-out. The request classifier is fitted apart, on requests only (`mtsa fit-requests`).
+Writes src/mtsa/judges/embedded_head.json (P(helped) from the reply features: the reply gives
+real help towards the goal, the factor the embedded judge multiplies by P(harmful request))
+with --out, and the reply reader src/mtsa/judges/reader/ (full compliance / partial refusal /
+full refusal: the refusal judge, and the embedded judge's second reading) with --reader-out.
+The request classifier is fitted apart, on requests only (`mtsa fit-requests`).
 
 The features come from `mtsa.judges.embedded.features`, the very function the runtime judge
 uses, so what is fitted here is what runs. The data never enters the package: only the fitted
@@ -18,7 +19,9 @@ Data (paths on the command line):
                 fitting: evaluate on it with --eval-only.
   --replies     labelled replies as JSON lines (request, reply, label, harmful), e.g. the
                 project's own scripts/data/labelled_replies.jsonl (not used for the shipped
-                head: docs/judges.md); they train P(helped), not the refusal head
+                head: docs/judges.md); they train P(helped) and the reader
+  --reader-replies  labelled replies the reader alone also fits on (the shipped reader:
+                scripts/data/labelled_replies.jsonl)
 
 The head's on-goal gate is fitted on the same data: every helped reply, against the same reply
 paired with a request it does not answer, drawn from the project's own request data
@@ -29,7 +32,8 @@ Typical use:
   python scripts/fit_embedded_judge.py \
       --xstest ../shared/data/xstest_labeled/xstest_v2_completions_gpt4.csv \
                ../shared/data/xstest_labeled/xstest_v2_completions_mistralinstruct.csv \
-      --pyrit-dir .cache/pyrit/whl --out src/mtsa/judges/embedded_head.json
+      --pyrit-dir .cache/pyrit/whl --out src/mtsa/judges/embedded_head.json \
+      --reader-out src/mtsa/judges/reader --reader-replies scripts/data/labelled_replies.jsonl
   # evaluate the shipped head on any labeled CSVs (XSTest or pyrit format)
   python scripts/fit_embedded_judge.py --eval-only \
       ../shared/data/xstest_labeled/xstest_v2_completions_mistralinstruct.csv \
@@ -62,7 +66,7 @@ from mtsa.judges.embedded import (
     p_on_goal,
 )
 from mtsa.judges.keyword import KeywordJudge
-from mtsa.judges.refusal import CLASSES
+from mtsa.judges.reader import CLASSES, fit_reader, save_reader
 from mtsa.judges.requests import DATA_DIR
 
 
@@ -73,7 +77,7 @@ class Dataset:
     labels: np.ndarray  # 1 = the reply helps with the goal
     harmful: np.ndarray  # True where the goal itself is harmful (XSTest contrast_* prompts; pyrit: all)
     x: np.ndarray | None = None
-    classes: np.ndarray | None = None  # index into refusal.CLASSES, where the data says (XSTest, pyrit refusal)
+    classes: np.ndarray | None = None  # index into reader.CLASSES, where the data names the class (XSTest)
 
     def feats(self) -> np.ndarray:
         if self.x is None:
@@ -94,7 +98,7 @@ def load_xstest(path: Path) -> Dataset:
     items = [JudgeItem(goal=str(p), reply=str(c)) for p, c in zip(df["prompt"], df["completion"])]
     labels = (df["final_label"] == "1_full_compliance").to_numpy(dtype=int)
     harmful = df["type"].str.startswith("contrast").to_numpy()
-    order = {"1_full_compliance": 0, "3_partial_refusal": 1, "2_full_refusal": 2}  # refusal.CLASSES order
+    order = {"1_full_compliance": 0, "3_partial_refusal": 1, "2_full_refusal": 2}  # reader.CLASSES order
     classes = df["final_label"].map(order).to_numpy(dtype=int)
     return Dataset(f"xstest:{path.stem.replace('xstest_v2_completions_', '')}", items, labels, harmful,
                    classes=classes)
@@ -116,8 +120,7 @@ def load_pyrit_csv(path: Path, kind: str, harm_helped: float = 0.75) -> Dataset:
         raise ValueError(kind)
     df, labels = df[keep], labels[keep]
     items = [JudgeItem(goal=str(g), reply=str(r)) for g, r in zip(df["objective"], df["assistant_response"])]
-    classes = np.where(labels == 1, 0, 2) if kind == "refusal" else None  # helped: full compliance
-    return Dataset(f"pyrit-{kind}:{path.stem}", items, labels, np.ones(len(items), dtype=bool), classes=classes)
+    return Dataset(f"pyrit-{kind}:{path.stem}", items, labels, np.ones(len(items), dtype=bool))
 
 
 def pyrit_root(pyrit_dir: Path) -> Path:
@@ -142,10 +145,10 @@ def load_replies(path: Path) -> Dataset:
     """Labelled replies as JSON lines (request, reply, label in CLASSES, harmful), such as the
     project's own `scripts/data/labelled_replies.jsonl` or a user's.
 
-    They train P(helped) only, not the three-class refusal head: whether a reply that refutes
-    the request's premise is a refusal depends on the request (XSTest calls refuting a harmful
-    premise a refusal and refuting a nonsense one an answer), which the reply features do not
-    see. P(helped) is multiplied by P(harmful request), which settles it."""
+    They give P(helped) and the reader "helped" or "not", not their class: whether a reply that
+    refutes the request's premise is a refusal depends on the request (XSTest calls refuting a
+    harmful premise a refusal and refuting a nonsense one an answer), which neither the reply
+    features nor the reader see. P(helped) is multiplied by P(harmful request), which settles it."""
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     helped = np.asarray([row["label"] == CLASSES[0] for row in rows], dtype=int)
     items = [JudgeItem(goal=row["request"], reply=row["reply"]) for row in rows]
@@ -176,7 +179,7 @@ def own_requests() -> tuple[tuple[str, bool], ...]:
 
 def off_goal(data: Dataset) -> Dataset:
     """`data`'s helped replies, each paired with a request drawn from the package's own request
-    data instead of its own, labelled not helped (no refusal class: the refusal head skips them)."""
+    data instead of its own, labelled not helped (for the on-goal gate only)."""
     if data.name not in _OFF_GOAL:
         requests = own_requests()
         rng = np.random.default_rng([OFF_GOAL_SEED, sum(data.name.encode())])
@@ -226,19 +229,17 @@ def fit_head(x: np.ndarray, y: np.ndarray, c: float) -> dict:
     }
 
 
-def fit_refusal_head(sets: list[Dataset], c: float) -> dict:
-    """Three-class softmax regression on standardised features, rows with a class label only."""
-    from sklearn.linear_model import LogisticRegression
+def allowed_classes(data: Dataset) -> np.ndarray:
+    """(rows, 3) mask of the reader classes each row's label allows: its class where the data
+    names one (XSTest), else full compliance for helped and either refusal for not helped."""
+    if data.classes is not None:
+        return np.eye(len(CLASSES), dtype=bool)[data.classes]
+    return np.where(data.labels.astype(bool)[:, None], [True, False, False], [False, True, True])
 
-    rows = [s for s in sets if s.classes is not None]
-    x = np.concatenate([s.feats() for s in rows])
-    y = np.concatenate([s.classes for s in rows])
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale[scale < 1e-6] = 1.0
-    model = LogisticRegression(C=c, max_iter=5000)
-    model.fit((x - mean) / scale, y)
-    return {"mean": mean.tolist(), "scale": scale.tolist(), "weights": model.coef_.tolist(),
-            "bias": model.intercept_.tolist()}
+
+def fit_reader_on(sets: list[Dataset]):
+    """A reply reader (`reader.fit_reader`) fitted on every row of `sets`."""
+    return fit_reader([item for s in sets for item in s.items], np.concatenate([allowed_classes(s) for s in sets]))
 
 
 C_GRID = (0.01, 0.1, 1.0)
@@ -322,7 +323,9 @@ def main() -> None:
     parser.add_argument("--C", type=float, help=f"inverse L2 strength of the logistic head (default: chosen from "
                                                 f"{C_GRID} by leave-one-dataset-out inside the training data)")
     parser.add_argument("--out", type=Path, help="where to write the fitted P(helped) head JSON")
-    parser.add_argument("--refusal-out", type=Path, help="where to write the fitted three-class refusal head JSON")
+    parser.add_argument("--reader-out", type=Path, help="where to write the fitted reply reader (a folder)")
+    parser.add_argument("--reader-replies", type=Path, nargs="*", default=[],
+                        help="labelled replies (JSON lines) the reader alone also fits on")
     parser.add_argument("--no-cross", action="store_true", help="skip the leave-one-XSTest-model-out table")
     parser.add_argument("--eval-only", type=Path, nargs="+", help="evaluate the shipped head on these CSVs")
     parser.add_argument("--head", type=Path, help="head JSON for --eval-only (default: the shipped one)")
@@ -386,24 +389,16 @@ def main() -> None:
         args.out.write_text(json.dumps(head, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {args.out} ({sum(len(s.items) for s in xstest + extra)} rows, C={c})", file=sys.stderr)
 
-    if args.refusal_out:
-        sets = [s for s in xstest + extra if s.classes is not None]
-        c = args.C or 1.0
-        head = {
-            "judge": "refusal",
-            "feature_version": FEATURE_VERSION,
-            "feature_names": list(FEATURE_NAMES),
-            "classes": list(CLASSES),
-            "model": ("softmax regression on standardised features: "
-                      "p = softmax(weights @ ((x - mean) / scale) + bias)"),
-            "fitted_on": [f"{s.name} ({len(s.items)} rows)" for s in sets],
-            "fitted_at": date.today().isoformat(),
-            "C": c,
-            **fit_refusal_head(sets, c),
-        }
-        args.refusal_out.write_text(json.dumps(head, indent=1) + "\n", encoding="utf-8")
-        print(f"wrote {args.refusal_out} ({sum(len(s.items) for s in sets)} rows, C={c})", file=sys.stderr)
-
+    if args.reader_out:
+        sets = xstest + extra + [load_replies(p) for p in args.reader_replies]
+        start = time.perf_counter()
+        model = fit_reader_on(sets)
+        save_reader(model, args.reader_out, {
+            "judge": "refusal (and the embedded judge's second reading)",
+            "model": "softmax(linear(mean of the reply's token states)), LoRA (rank 16) fine-tuned",
+            "fitted_on": [f"{s.name} ({len(s.items)} rows)" for s in sets]})
+        print(f"wrote {args.reader_out} ({sum(len(s.items) for s in sets)} rows, "
+              f"{time.perf_counter() - start:.0f} s)", file=sys.stderr)
 
 if __name__ == "__main__":
     main()

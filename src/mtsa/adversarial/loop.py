@@ -348,9 +348,11 @@ def guard_pairs(benign, count: int, models: dict, config: TrainConfig,
     reply stands for the refusal only if it also has a refusal phrase; else the template does.
     Otherwise a small target's nonsense would be taught as the helpful answer, or be the
     "refusal" it learns to avoid."""
+    import numpy as np
+
     from mtsa.judges.embedded import features, load_head, p_on_goal
     from mtsa.judges.keyword import KeywordJudge
-    from mtsa.judges.refusal import RefusalJudge, class_probabilities
+    from mtsa.judges.refusal import RefusalJudge
 
     if count == 0 or not benign:
         return []
@@ -363,9 +365,8 @@ def guard_pairs(benign, count: int, models: dict, config: TrainConfig,
     replies = models["target"].generate(chats, sampling)
     items = [JudgeItem(chat[-1]["content"], r.text, history=chat) for chat, r in zip(chats, replies)]
     refusal_judge = RefusalJudge()
-    x = features(items)  # one feature pass for the refusal judge's classes and the gate
-    compliance = class_probabilities(refusal_judge.head, x)[:, 0]
-    answers = (compliance >= 0.5) & (p_on_goal(load_head(), x) >= 0.5)
+    compliance = np.asarray([c["p_full_compliance"] for c in refusal_judge.columns(items)])
+    answers = (compliance >= 0.5) & (p_on_goal(load_head(), features(items)) >= 0.5)
     refusals = [c <= 0.5 and keyword < 0.5 for c, keyword in zip(compliance, KeywordJudge().score(items))]
     chosen: list[tuple[str, JudgeItem, JudgeItem]] = []  # (prompt id, answer, refusal)
     for i, goal in enumerate(prompts):

@@ -4,9 +4,10 @@
                               x P(the reply is about the request);
                               options: requests=PATH (a request classifier from
                               `mtsa fit-requests`: a JSON file, or a folder with --fine-tune),
+                              reader=DIR (a reply reader from scripts/fit_embedded_judge.py),
                               batch_size
     refusal[?OPTIONS]         full compliance / partial refusal / full refusal (over-refusal);
-                              its score is P(refusal); option: batch_size
+                              its score is P(refusal); options: reader=DIR, batch_size
     keyword                   refusal-phrase matching (a baseline, not a real judge)
     llama-guard[:MODEL][?OPTIONS]  a Llama-Guard-3-style classifier (default meta-llama/Llama-Guard-3-8B);
                               options: the keyword arguments of LlamaGuardJudge (device, dtype,

@@ -21,9 +21,8 @@ extra library, so it runs wherever mtsa does.
 
 A fine-tuned classifier (`mtsa fit-requests --fine-tune`, `minilm_lora.py`) reads intent better
 than a linear head on a frozen embedding: held out by group and on XSTest's prompts it is right
-more often (docs/judges.md). It is not the shipped default: fits differ from one data order to
-the next, and recognising more harmful requests exposes the reply head's misreadings of long
-moralising refusals as help.
+more often (docs/judges.md). It is not the shipped default: out of its data's distribution one
+fit is not the next, and the fit the command makes did worse in the judge than the linear head.
 """
 
 from __future__ import annotations

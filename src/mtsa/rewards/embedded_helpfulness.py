@@ -4,7 +4,7 @@ Helpfulness is the first term of the target's reward in MTSA Stage 2. It must no
 with a harmful request: there the most helpful reply is a clear refusal (as ArmoRM, the paper's
 reward model, scores it), or a refusal and a harmful answer would tie once the safety term is
 added, and the turn would teach nothing. So, with the request classifier of the embedded judge
-giving p = P(the goal is harmful) and the refusal judge giving the reply's class:
+giving p = P(the goal is harmful) and the refusal judge (the reply reader) giving the reply's class:
 
     helpfulness = p * P(refusal) + (1 - p) * P(full compliance)
 
@@ -31,7 +31,6 @@ class EmbeddedHelpfulness:
 
         self.refusal = RefusalJudge(batch_size=batch_size)
         self.request_head = load_request_head(requests or REQUEST_HEAD_PATH)
-        self.batch_size = batch_size
         if requests:
             self.name = f"embedded?requests={requests}"
 
