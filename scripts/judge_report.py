@@ -300,12 +300,12 @@ def main() -> None:
     for row in own_target_rows(args.own_target):
         print(row)
     if args.objective:
-        print("\nReserved pyrit objective set, shipped heads, evaluated once:")
+        print("\nReserved pyrit objective set, the shipped judges, evaluated once:")
         print("| rows | n | embedded | keyword |\n| --- | --- | --- | --- |")
         for row in objective_rows(args.pyrit_dir):
             print(row)
     print("\nSpeed, shipped embedded judge:", speed(args.xstest))
-    print("Refusal judge (shipped head) on the Mistral rows it was fitted on, three-class accuracy:",
+    print("Refusal judge (the shipped reader) on the Mistral rows it was fitted on, three-class accuracy:",
           refusal_in_sample(args.xstest))
 
 
