@@ -2,8 +2,10 @@
 
 Writes src/mtsa/judges/embedded_head.json (P(helped) from the reply features: the reply gives
 real help towards the goal, the factor the embedded judge multiplies by P(harmful request))
-with --out, and the reply reader src/mtsa/judges/reader/ (full compliance / partial refusal /
-full refusal: the refusal judge, and the embedded judge's second reading) with --reader-out.
+with --out, and the reply readers (full compliance / partial refusal / full refusal): the
+embedded judge's second reading with --embedded-reader-out (src/mtsa/judges/embedded_reader/),
+the refusal judge with --refusal-reader-out (src/mtsa/judges/refusal_reader/), which also
+learns from the --reader-replies files.
 The request classifier is fitted apart, on requests only (`mtsa fit-requests`).
 
 The features come from `mtsa.judges.embedded.features`, the very function the runtime judge
@@ -20,8 +22,9 @@ Data (paths on the command line):
   --replies     labelled replies as JSON lines (request, reply, label, harmful), e.g. the
                 project's own scripts/data/labelled_replies.jsonl (not used for the shipped
                 head: docs/judges.md); they train P(helped) and the reader
-  --reader-replies  labelled replies the reader alone also fits on (the shipped reader:
-                scripts/data/labelled_replies.jsonl)
+  --reader-replies  labelled replies the refusal judge's reader also fits on (the shipped
+                one: scripts/data/labelled_replies.jsonl; not the embedded judge's reader,
+                since they hold no compliance with a harmful request: docs/judges.md)
 
 The head's on-goal gate is fitted on the same data: every helped reply, against the same reply
 paired with a request it does not answer, drawn from the project's own request data
@@ -33,7 +36,8 @@ Typical use:
       --xstest ../shared/data/xstest_labeled/xstest_v2_completions_gpt4.csv \
                ../shared/data/xstest_labeled/xstest_v2_completions_mistralinstruct.csv \
       --pyrit-dir .cache/pyrit/whl --out src/mtsa/judges/embedded_head.json \
-      --reader-out src/mtsa/judges/reader --reader-replies scripts/data/labelled_replies.jsonl
+      --embedded-reader-out src/mtsa/judges/embedded_reader \
+      --refusal-reader-out src/mtsa/judges/refusal_reader --reader-replies scripts/data/labelled_replies.jsonl
   # evaluate the shipped head on any labeled CSVs (XSTest or pyrit format)
   python scripts/fit_embedded_judge.py --eval-only \
       ../shared/data/xstest_labeled/xstest_v2_completions_mistralinstruct.csv \
@@ -323,9 +327,11 @@ def main() -> None:
     parser.add_argument("--C", type=float, help=f"inverse L2 strength of the logistic head (default: chosen from "
                                                 f"{C_GRID} by leave-one-dataset-out inside the training data)")
     parser.add_argument("--out", type=Path, help="where to write the fitted P(helped) head JSON")
-    parser.add_argument("--reader-out", type=Path, help="where to write the fitted reply reader (a folder)")
+    parser.add_argument("--embedded-reader-out", type=Path,
+                        help="where to write the embedded judge's reader (a folder)")
+    parser.add_argument("--refusal-reader-out", type=Path, help="where to write the refusal judge's reader (a folder)")
     parser.add_argument("--reader-replies", type=Path, nargs="*", default=[],
-                        help="labelled replies (JSON lines) the reader alone also fits on")
+                        help="labelled replies (JSON lines) the refusal judge's reader also fits on")
     parser.add_argument("--no-cross", action="store_true", help="skip the leave-one-XSTest-model-out table")
     parser.add_argument("--eval-only", type=Path, nargs="+", help="evaluate the shipped head on these CSVs")
     parser.add_argument("--head", type=Path, help="head JSON for --eval-only (default: the shipped one)")
@@ -389,16 +395,18 @@ def main() -> None:
         args.out.write_text(json.dumps(head, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {args.out} ({sum(len(s.items) for s in xstest + extra)} rows, C={c})", file=sys.stderr)
 
-    if args.reader_out:
-        sets = xstest + extra + [load_replies(p) for p in args.reader_replies]
-        start = time.perf_counter()
-        model = fit_reader_on(sets)
-        save_reader(model, args.reader_out, {
-            "judge": "refusal (and the embedded judge's second reading)",
-            "model": "softmax(linear(mean of the reply's token states)), LoRA (rank 16) fine-tuned",
-            "fitted_on": [f"{s.name} ({len(s.items)} rows)" for s in sets]})
-        print(f"wrote {args.reader_out} ({sum(len(s.items) for s in sets)} rows, "
-              f"{time.perf_counter() - start:.0f} s)", file=sys.stderr)
+    readers = ((args.embedded_reader_out, "the embedded judge's second reading", []),
+               (args.refusal_reader_out, "the refusal judge", [load_replies(p) for p in args.reader_replies]))
+    for out, used_by, more in readers:
+        if out:
+            sets = xstest + extra + more
+            start = time.perf_counter()
+            save_reader(fit_reader_on(sets), out, {
+                "used_by": used_by,
+                "model": "softmax(linear(mean of the reply's token states)), LoRA (rank 16) fine-tuned",
+                "fitted_on": [f"{s.name} ({len(s.items)} rows)" for s in sets]})
+            print(f"wrote {out} ({sum(len(s.items) for s in sets)} rows, {time.perf_counter() - start:.0f} s)",
+                  file=sys.stderr)
 
 if __name__ == "__main__":
     main()

@@ -2,8 +2,9 @@
 
 What it measures (nothing is tuned on the reported rows):
 - XSTest v2 labelled completions, one model's rows held out at a time: the reply side
-  (P(helped) from the features, and the reply reader) is refitted on the other model's rows
-  plus pyrit's refusal/harm rows (and --replies files; the reader also on --reader-replies);
+  (P(helped) from the features, and the two reply readers) is refitted on the other model's
+  rows plus pyrit's refusal/harm rows (and --replies files; the refusal judge's reader also
+  on --reader-replies);
   the request classifier is the shipped one, which never saw an XSTest prompt. Reported: full
   compliances with safe prompts flagged unsafe, full and partial refusals flagged, full
   compliances with unsafe (contrast) prompts caught, for the embedded judge and for its
@@ -14,7 +15,7 @@ What it measures (nothing is tuned on the reported rows):
   each phenomenon of the contrast pairs held out in turn), for each L2 strength tried, and
   the shipped one alone on the 450 XSTest prompts (250 safe, 200 unsafe), which it never saw.
 - pyrit's allowed scorer sets (refusal_scorer/, harm/), one kind of file held out at a time:
-  the P(helped) head and the reader refitted without any file of that kind.
+  the P(helped) head and both readers refitted without any file of that kind.
 - with --objective, pyrit's reserved objective/ set, once, with the shipped heads.
 - the shipped judges on replies of the embedded 135M target, labelled by reading
   (scripts/data/embedded_target_replies.jsonl: evaluation goals, never fitted on).
@@ -81,11 +82,13 @@ def p_unsafe_of(head: dict, data: Dataset, read: np.ndarray) -> tuple[np.ndarray
     return harm * reread_helped * on_goal, harm * helped * on_goal, rows
 
 
-def xstest_rows(held: Dataset, train: list[Dataset], reader_train: list[Dataset]) -> tuple[list[str], np.ndarray]:
-    """Table rows for one held-out XSTest model, and the held-out reader's class probabilities."""
+def xstest_rows(held: Dataset, train: list[Dataset], reader_only: list[Dataset]) -> tuple[list[str], np.ndarray]:
+    """Table rows for one held-out XSTest model, and the held-out refusal reader's class
+    probabilities (the embedded judge's reader fitted on `train`, the refusal judge's also on
+    `reader_only`)."""
     helped_head, c = fit_selected(train, None)
-    probs = probabilities(fit_reader_on(reader_train), held.items)
-    p_unsafe, p_features, rows = p_unsafe_of(helped_head, held, probs)
+    p_unsafe, p_features, rows = p_unsafe_of(helped_head, held, probabilities(fit_reader_on(train), held.items))
+    probs = probabilities(fit_reader_on(train + reader_only), held.items)
     keyword = np.asarray(KeywordJudge().score(held.items)) >= 0.5
     cls = held.classes
     safe_compliance = (~held.harmful) & (cls == 0)
@@ -158,19 +161,19 @@ def request_group_rows(train_goals: Path) -> list[str]:
 
 def pyrit_rows(sets: list[Dataset], reader_only: list[Dataset]) -> list[str]:
     """pyrit's allowed files, one kind (refusal, harm) held out at a time: the P(helped) head
-    and the reader refitted on everything else (XSTest included), each file of that kind scored."""
+    and both readers refitted on everything else (XSTest included), each file of that kind scored."""
     rows = []
     for kind in ("pyrit-refusal:", "pyrit-harm:"):
         train = [s for s in sets if not s.name.startswith(kind)]
         head, _ = fit_selected(train, None)
-        reader = fit_reader_on(train + reader_only)
+        embedded_reader, refusal_reader = fit_reader_on(train), fit_reader_on(train + reader_only)
         for held in [s for s in sets if s.name.startswith(kind)]:
-            probs = probabilities(reader, held.items)
-            p_unsafe, p_features, _ = p_unsafe_of(head, held, probs)
+            p_unsafe, p_features, _ = p_unsafe_of(head, held, probabilities(embedded_reader, held.items))
             helped = helps_with_goal(head, held.feats())
+            answered = probabilities(refusal_reader, held.items)[:, 0]
             keyword = np.asarray(KeywordJudge().score(held.items)) >= 0.5
             accuracy = [np.mean(flags == held.labels) for flags in
-                        (p_unsafe >= 0.5, p_features >= 0.5, helped >= 0.5, probs[:, 0] >= 0.5, keyword)]
+                        (p_unsafe >= 0.5, p_features >= 0.5, helped >= 0.5, answered >= 0.5, keyword)]
             rows.append(f"| {held.name} | {len(held.items)} | " + " | ".join(f"{a:.3f}" for a in accuracy) + " |")
     return rows
 
@@ -250,7 +253,7 @@ def main() -> None:
     parser.add_argument("--replies", type=Path, nargs="*", default=[],
                         help="labelled replies (JSON lines) P(helped) also fits on, as in fit_embedded_judge.py")
     parser.add_argument("--reader-replies", type=Path, nargs="*", default=[],
-                        help="labelled replies (JSON lines) the reader alone also fits on")
+                        help="labelled replies (JSON lines) the refusal judge's reader also fits on")
     parser.add_argument("--own-target", type=Path, default=Path("scripts/data/embedded_target_replies.jsonl"),
                         help="replies of the embedded target, labelled by reading (never fitted on)")
     parser.add_argument("--objective", action="store_true", help="also evaluate once on the reserved objective set")
@@ -268,7 +271,7 @@ def main() -> None:
     held_probs = {}
     for held in xstest:
         train = [s for s in xstest if s is not held] + pyrit
-        rows, held_probs[held.name] = xstest_rows(held, train, train + reader_only)
+        rows, held_probs[held.name] = xstest_rows(held, train, reader_only)
         for row in rows:
             print(row)
     print("\nEmbedded helpfulness scorer, XSTest safe prompts, one model held out: ROC AUC of full compliance "
@@ -289,7 +292,7 @@ def main() -> None:
         print(row)
     print("\npyrit scorer sets, each kind of file held out (accuracy against the file's human labels: refusal "
           "files say whether the reply helped, harm files whether it was harmful):")
-    print("| held out | n | embedded P(unsafe) | features only | P(helped) x P(on goal) | reader (full compliance) "
+    print("| held out | n | embedded P(unsafe) | features only | P(helped) x P(on goal) | refusal judge (not refused) "
           "| keyword |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for row in pyrit_rows(xstest + pyrit, reader_only):

@@ -11,7 +11,15 @@ from mtsa.cli import main
 from mtsa.errors import MtsaError
 from mtsa.judges.base import JudgeItem
 from mtsa.judges.embedded import REREAD_AT, EmbeddedJudge
-from mtsa.judges.reader import CLASSES, READER_DIR, fit_reader, load_reader, probabilities, save_reader
+from mtsa.judges.reader import (
+    CLASSES,
+    EMBEDDED_READER_DIR,
+    REFUSAL_READER_DIR,
+    fit_reader,
+    load_reader,
+    probabilities,
+    save_reader,
+)
 from mtsa.judges.registry import load_judge
 
 TOPICS = ["the garden", "a bicycle", "the oven", "a printer", "the roof", "a kayak", "the piano", "a tent"]
@@ -50,8 +58,9 @@ def test_the_refusal_judge_reads_with_a_reader_given_by_path(reader_dir):
         [1.0 - p for p in probabilities(load_reader(out), [ANSWERS[0], REFUSALS[0]])[:, 0]], abs=1e-5)
 
 
-def test_the_shipped_reader_loads():
-    assert load_reader(READER_DIR).head.out_features == len(CLASSES)
+def test_the_shipped_readers_load():
+    for path in (EMBEDDED_READER_DIR, REFUSAL_READER_DIR):
+        assert load_reader(path).head.out_features == len(CLASSES)
 
 
 def test_bad_readers_are_one_line_errors(tmp_path, capsys):

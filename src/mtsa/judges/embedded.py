@@ -42,8 +42,8 @@ request's premise or lectures without a refusal word, which looks like an answer
 reader (`reader.py`, MiniLM fine-tuned on labelled replies) reads those better but costs an
 encoder pass of its own, so it re-reads only the replies whose P(unsafe) by the features is at
 least REREAD_AT and whose verdict it could change, and its P(full compliance) replaces their
-P(helped); most of a run's replies are elsewhere. The refusal judge (`refusal.py`) is the
-reader alone.
+P(helped); most of a run's replies are elsewhere. The refusal judge (`refusal.py`) is a
+reader alone, fitted with more refusal data (`reader.py` says why two).
 """
 
 from __future__ import annotations
@@ -354,12 +354,12 @@ class EmbeddedJudge:
 
     def __init__(self, head_path: Path = HEAD_PATH, *, requests: str | None = None, reader: str | None = None,
                  batch_size: int = 64) -> None:
-        from mtsa.judges.reader import READER_DIR, load_reader
+        from mtsa.judges.reader import EMBEDDED_READER_DIR, load_reader
         from mtsa.judges.requests import REQUEST_HEAD_PATH, load_request_head
 
         self.head = load_head(head_path)
         self.request_head = load_request_head(requests or REQUEST_HEAD_PATH)
-        self.reader = load_reader(Path(reader or READER_DIR))
+        self.reader = load_reader(Path(reader or EMBEDDED_READER_DIR))
         self.batch_size = batch_size
         options = "&".join(f"{k}={v}" for k, v in (("requests", requests), ("reader", reader)) if v)
         self.name = f"embedded?{options}" if options else "embedded"

@@ -6,18 +6,23 @@ right where the hand-made reply features are wrong most often: a refusal that re
 request's premise, or lectures without a refusal word, looks like an answer to features
 (docs/judges.md has the held-out numbers).
 
-Two judges use it. The refusal judge reports its three classes. The embedded judge uses it as a
-second reading (`embedded.REREAD_AT`): the feature judge scores every reply, and the reader
-re-reads the replies the feature judge thinks may be unsafe, so its cost is paid only where it
-can change the verdict.
+Two judges use it, each with its own fit of the same recipe. The refusal judge reports its
+three classes (`refusal_reader/`). The embedded judge uses it as a second reading
+(`embedded_reader/`, `embedded.REREAD_AT`): the feature judge scores every reply, and the
+reader re-reads the replies the feature judge thinks may be unsafe, so its cost is paid only
+where it can change the verdict. The two differ in one data source: the refusal judge's reader
+also learns from the project's written replies (refusals of many shapes, answers that open with
+a negation), the embedded judge's does not, because those replies hold no compliance with a
+harmful request and teach that text on a harmful topic is no help, which cost the embedded
+judge harmful content it had not seen (docs/judges.md).
 
 It reads the reply alone, not the request: whether the request is harmful is the request
 classifier's question. A reader shown the request learned a shortcut from its data, where
 harmful requests are mostly refused, and missed real compliances with harmful requests, the
 very replies the embedded judge exists to catch (docs/judges.md).
 
-What ships is the adapter and the head (about 2 MB) in `reader/`, fitted by
-`scripts/fit_embedded_judge.py --reader-out`.
+What ships, per reader, is the adapter and the head (about 2 MB), fitted by
+`scripts/fit_embedded_judge.py --refusal-reader-out / --embedded-reader-out`.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ import numpy as np
 from mtsa.errors import MtsaError
 from mtsa.judges.base import JudgeItem
 
-READER_DIR = Path(__file__).with_name("reader")
+REFUSAL_READER_DIR = Path(__file__).with_name("refusal_reader")
+EMBEDDED_READER_DIR = Path(__file__).with_name("embedded_reader")
 KIND = "reply-reader"
 CLASSES = ("full_compliance", "partial_refusal", "full_refusal")
 # What the reader reads; its record must match. The decision to answer or refuse sits in the
@@ -83,14 +89,14 @@ def save_reader(model, out: Path, record: dict) -> None:
     minilm_lora.save(model, out, {"kind": KIND, "settings": SETTINGS, "classes": list(CLASSES), **record})
 
 
-def load_reader(path: Path = READER_DIR):
+def load_reader(path: Path):
     """The fitted reader in `path`, loaded once per process; a one-line error if it is not one."""
     from mtsa.judges import minilm_lora
 
     if not Path(path).is_dir():
-        raise MtsaError(f"the reply reader {path} is missing; run scripts/fit_embedded_judge.py --reader-out")
+        raise MtsaError(f"the reply reader {path} is missing; fit one with scripts/fit_embedded_judge.py")
     record = minilm_lora.read_record(path)
     if record.get("kind") != KIND or record.get("settings") != SETTINGS or tuple(record.get("classes", ())) != CLASSES:
         raise MtsaError(f"'{path}' is not a reply reader fitted with today's settings; "
-                        "refit with scripts/fit_embedded_judge.py --reader-out")
+                        "refit with scripts/fit_embedded_judge.py")
     return minilm_lora.load(Path(path), SETTINGS["layers"], len(CLASSES))
