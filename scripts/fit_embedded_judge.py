@@ -408,5 +408,6 @@ def main() -> None:
             print(f"wrote {out} ({sum(len(s.items) for s in sets)} rows, {time.perf_counter() - start:.0f} s)",
                   file=sys.stderr)
 
+
 if __name__ == "__main__":
     main()

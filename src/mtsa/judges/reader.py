@@ -1,7 +1,7 @@
 """The reply reader: does a reply fully answer, partly refuse or fully refuse?
 
 XSTest's three classes, read from the reply's opening by MiniLM fine-tuned on human-labelled
-replies (`minilm_lora.py`: LoRA on the first LAYERS layers, mean pool, a linear head). It is
+replies (`minilm_lora.py`: LoRA on its first 4 layers, mean pool, a linear head). It is
 right where the hand-made reply features are wrong most often: a refusal that refutes the
 request's premise, or lectures without a refusal word, looks like an answer to features
 (docs/judges.md has the held-out numbers).
