@@ -361,7 +361,6 @@ def main() -> None:
     extra += [load_replies(p) for p in args.replies]
     for s in xstest + extra:
         print(f"{s.name}: {len(s.items)} rows, {int(s.labels.sum())} helped", file=sys.stderr)
-        s.feats()
 
     if not args.no_cross and len(xstest) > 1:
         rows = []
