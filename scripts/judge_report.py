@@ -49,7 +49,7 @@ from fit_embedded_judge import (
     pyrit_root,
 )
 
-from mtsa.judges import embedded
+from mtsa.judges import embedded, requests
 from mtsa.judges.base import JudgeItem
 from mtsa.judges.embedded import EmbeddedJudge, apply_head, p_on_goal, second_reading
 from mtsa.judges.keyword import KeywordJudge
@@ -215,6 +215,7 @@ def speed(xstest_dir: Path) -> str:
     rates = []
     for _ in range(2):
         embedded._GOAL_CACHE.clear()  # every goal new, as at a run's first turn
+        requests._HARM_CACHE.clear()
         start = time.perf_counter()
         judge.score(data.items)
         rates.append(len(data.items) / (time.perf_counter() - start))

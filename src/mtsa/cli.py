@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--fine-tune", action="store_true",
                      help="fine-tune MiniLM (LoRA) instead of fitting a linear head on its embedding: reads "
                           "intent better, a few minutes on a CPU; --out is then a folder (see docs/judges.md)")
+    fit.add_argument("--fits", type=int, default=1, help="with --fine-tune: fit this many (seeds 0, 1...) and "
+                                                         "average their probabilities, steadier on requests unlike "
+                                                         "the data (default 1)")
     fit.add_argument("--out", required=True, help="classifier JSON (a folder with --fine-tune) to write; use it "
                                                   "with --judge 'embedded?requests=PATH'")
     return parser
@@ -179,6 +182,8 @@ def _fit_requests(args: argparse.Namespace) -> None:
         raise MtsaError("give labelled requests: --data FILE (with a label column), --harmful FILE, --benign FILE")
     if args.fine_tune and (args.l2 is not None or args.chat_layer or args.encoder != "minilm"):
         raise MtsaError("--fine-tune fine-tunes MiniLM itself: --l2, --chat-layer and --encoder are for linear heads")
+    if args.fits < 1 or (args.fits > 1 and not args.fine_tune):
+        raise MtsaError("--fits is how many fine-tuned classifiers to average: >= 1, and only with --fine-tune")
     l2 = DEFAULT_L2 if args.l2 is None else args.l2
     if l2 <= 0:
         raise MtsaError("--l2 must be > 0")
@@ -187,7 +192,7 @@ def _fit_requests(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise MtsaError(f"output folder '{out.parent}' does not exist")
-    summary = fit_and_save(sources, out, l2, args.chat_layer, args.encoder, args.fine_tune)
+    summary = fit_and_save(sources, out, l2, args.chat_layer, args.encoder, args.fine_tune, args.fits)
     print(f"fitted on {summary['harmful']} harmful and {summary['benign']} benign requests "
           f"(training accuracy {summary['train_accuracy']:.3f}) -> {out}")
 

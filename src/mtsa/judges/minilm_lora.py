@@ -129,17 +129,24 @@ def logits(model: torch.nn.Module, texts: Sequence[str], max_tokens: int, batch_
 
 
 def save(model, out: Path, record: dict) -> None:
-    """Write a fitted classifier (adapter, head, and `record`) as the folder `out`, replacing it
-    whole: a classifier half written, or half old and half new, is never left behind."""
+    """Write a fitted classifier (adapter, head, and `record`) as the folder `out`."""
+    save_members([model], out, record)
+
+
+def save_members(models: Sequence, out: Path, record: dict) -> None:
+    """Write fitted classifiers and `record` as the folder `out`: one model at its top, several
+    in `member_1`, `member_2`... (`member_paths`). The folder is replaced whole: a classifier
+    half written, or half old and half new, is never left behind."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     staging.chmod(0o755)  # a folder to share, not mkdtemp's private one
     try:
-        model.save_pretrained(str(staging))
-        record = {**record, "fitted_at": date.today().isoformat()}
+        record = {**record, "members": len(models), "fitted_at": date.today().isoformat()}
+        for model, folder in zip(models, member_paths(staging, record)):
+            model.save_pretrained(str(folder))
+            (folder / "README.md").unlink(missing_ok=True)  # peft's model-card template, not ours
         (staging / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
-        (staging / "README.md").unlink(missing_ok=True)  # peft's model-card template, not ours
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
             out.rename(old / out.name)
@@ -159,7 +166,13 @@ def read_record(path: Path) -> dict:
         raise MtsaError(f"'{path}' is not a fine-tuned classifier folder (no readable {RECORD_FILE})") from exc
 
 
-@lru_cache(maxsize=4)
+def member_paths(path: Path, record: dict) -> list[Path]:
+    """The folders of the models a classifier folder holds (its top, or its members)."""
+    members = int(record.get("members", 1))
+    return [Path(path)] if members == 1 else [Path(path) / f"member_{k}" for k in range(1, members + 1)]
+
+
+@lru_cache(maxsize=8)  # the judges' readers and a request classifier's members
 def load(path: Path, layers: int, outputs: int) -> PooledClassifier:
     """A fitted classifier, adapter merged, in eval mode, on the CPU; loaded once per process,
     in the dtype the hardware rule picks (`models/dtype.py`), as the sentence encoder is."""

@@ -114,10 +114,17 @@ def harm_probabilities(head: dict, texts: Sequence[str]) -> np.ndarray:
     if new:
         if len(_HARM_CACHE) + len(new) > STATE_CACHE_SIZE:
             _HARM_CACHE.clear()
-        model = minilm_lora.load(Path(head["path"]), FINE_TUNED["layers"], 1)
-        p = 1.0 / (1.0 + np.exp(-minilm_lora.logits(model, new, FINE_TUNED["max_tokens"])[:, 0]))
+        p = np.mean([fine_tuned_p(minilm_lora.load(member, FINE_TUNED["layers"], 1), new)
+                     for member in minilm_lora.member_paths(Path(head["path"]), head)], axis=0)
         _HARM_CACHE.update(((head["path"], t), float(v)) for t, v in zip(new, p))
     return np.asarray([_HARM_CACHE[(head["path"], t)] for t in texts], dtype=np.float32)
+
+
+def fine_tuned_p(model, texts: Sequence[str]) -> np.ndarray:
+    """P(harmful) of each request by one fine-tuned classifier."""
+    from mtsa.judges import minilm_lora
+
+    return 1.0 / (1.0 + np.exp(-minilm_lora.logits(model, texts, FINE_TUNED["max_tokens"])[:, 0]))
 
 
 def fit_fine_tuned(texts: Sequence[str], labels: np.ndarray, seed: int = 0):
@@ -219,9 +226,12 @@ def load_fine_tuned(path: Path) -> dict:
     from mtsa.judges import minilm_lora
 
     record = minilm_lora.read_record(path)
-    if record.get("kind") != FINE_TUNED_KIND or record.get("settings") != FINE_TUNED:
+    members = record.get("members", 1)
+    if (record.get("kind") != FINE_TUNED_KIND or record.get("settings") != FINE_TUNED
+            or not isinstance(members, int) or members < 1):
         raise MtsaError(f"'{path}' is not a request classifier written by `mtsa fit-requests --fine-tune`")
-    minilm_lora.load(path, FINE_TUNED["layers"], 1)  # now, so that a broken folder fails before a run
+    for member in minilm_lora.member_paths(path, record):  # now, so that a broken folder fails before a run
+        minilm_lora.load(member, FINE_TUNED["layers"], 1)
     return {**record, "path": str(path)}
 
 
@@ -237,9 +247,13 @@ def feature_head(texts: Sequence[str], chat_layer: int = CHAT_LAYER, chat_weight
 
 
 def fit_and_save(sources: list[tuple[Path, str | None]], out: Path, l2: float = DEFAULT_L2,
-                 chat_layer: int = CHAT_LAYER, encoder: str = "minilm", fine_tune: bool = False) -> dict:
+                 chat_layer: int = CHAT_LAYER, encoder: str = "minilm", fine_tune: bool = False,
+                 fits: int = 1) -> dict:
     """Fit on every source (a file, and the label for all its rows or None to read a `label`
-    column) and write the head (a folder if `fine_tune`); return a summary of what it was fitted on."""
+    column) and write the head; return a summary of what it was fitted on. With `fine_tune` the
+    head is a folder of `fits` fine-tuned classifiers (seeds 0, 1...) whose probabilities are
+    averaged: one fit's answers on requests unlike its data vary from seed to seed, and the
+    average of a few varies less."""
     parts = [read_labelled_requests(path, label) for path, label in sources]
     texts = [t for part in parts for t in part.texts]
     labels = np.concatenate([part.labels for part in parts])
@@ -249,13 +263,14 @@ def fit_and_save(sources: list[tuple[Path, str | None]], out: Path, l2: float = 
     if fine_tune:
         from mtsa.judges import minilm_lora
 
-        model = fit_fine_tuned(texts, labels)
-        p = 1.0 / (1.0 + np.exp(-minilm_lora.logits(model, texts, FINE_TUNED["max_tokens"])[:, 0]))
+        models = [fit_fine_tuned(texts, labels, seed) for seed in range(fits)]
+        p = np.mean([fine_tuned_p(model, texts) for model in models], axis=0)
         summary = {"kind": FINE_TUNED_KIND, "settings": FINE_TUNED,
                    "encoder": f"all-MiniLM-L6-v2, first {FINE_TUNED['layers']} layers, LoRA (rank 16) fine-tuned",
-                   "model": "p = sigmoid(linear(mean of the token states)), class-balanced", "fitted_on": fitted_on,
-                   **counts, "train_accuracy": round(float(np.mean((p >= 0.5) == labels)), 4)}
-        minilm_lora.save(model, out, summary)
+                   "model": "p = sigmoid(linear(mean of the token states)), class-balanced"
+                            + (f"; the mean of {fits} fits (seeds 0-{fits - 1})" if fits > 1 else ""),
+                   "fitted_on": fitted_on, **counts, "train_accuracy": round(float(np.mean((p >= 0.5) == labels)), 4)}
+        minilm_lora.save_members(models, out, summary)
         return summary
     reading = feature_head(texts, chat_layer, encoder=encoder)
     features = request_features(reading, texts)
