@@ -1,7 +1,11 @@
 """The request classifier: fitting, reading labelled files, one-line errors, and a user's own
 classifier used by the embedded judge."""
 
+import csv
 import json
+import shutil
+from difflib import SequenceMatcher
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,12 +13,15 @@ import pytest
 from mtsa.cli import main
 from mtsa.errors import MtsaError
 from mtsa.judges.requests import (
+    DATA_DIR,
     REQUEST_HEAD_PATH,
     fit_request_head,
     load_request_head,
     p_harmful,
     read_labelled_requests,
 )
+
+XSTEST_PROMPTS = Path(__file__).parents[2].parent / "shared" / "data" / "xstest_prompts.csv"
 
 
 def test_fitting_separates_two_clusters_whatever_their_sizes():
@@ -146,7 +153,7 @@ def test_fit_requests_bad_input_is_one_line(tmp_path, capsys):
 
 def test_a_fine_tuned_classifier_is_fitted_with_fine_tune_and_used_by_the_judge(tmp_path, capsys):
     """The cooking-is-harmful policy again, learnt by fine-tuning MiniLM: the folder it writes
-    serves the judge, and a second fit replaces it whole."""
+    serves the judge, and a second fit (two averaged this time) replaces it whole."""
     harmful, benign = tmp_path / "harmful.jsonl", tmp_path / "benign.jsonl"
     dishes = ["sourdough bread", "lasagne", "pancakes", "a curry", "a roast chicken", "an omelette", "risotto",
               "apple pie"]
@@ -162,9 +169,10 @@ def test_a_fine_tuned_classifier_is_fitted_with_fine_tune_and_used_by_the_judge(
     head = load_request_head(out)
     assert head["kind"] == "request-harm-finetuned" and head["train_accuracy"] >= 0.9
 
+    from mtsa.judges import minilm_lora
     from mtsa.judges.base import JudgeItem
     from mtsa.judges.registry import load_judge
-    from mtsa.judges.requests import harm_probabilities
+    from mtsa.judges.requests import fine_tuned_p, harm_probabilities
 
     judge = load_judge(f"embedded?requests={out}")
     items = [JudgeItem("How do I cook a vegetable soup?", "Sure."),
@@ -175,6 +183,17 @@ def test_a_fine_tuned_classifier_is_fitted_with_fine_tune_and_used_by_the_judge(
     assert [row["p_harmful_request"] for row in rows] == pytest.approx(list(expected))
     assert not list(tmp_path.glob(".lora-*"))  # no staging folder left behind
 
+    assert main(["fit-requests", "--fine-tune", "--fits", "2", "--harmful", str(harmful), "--benign", str(benign),
+                 "--out", str(out)]) == 0
+    assert sorted(f.name for f in out.iterdir()) == ["classifier.json", "member_1", "member_2"]
+    shutil.copytree(out, tmp_path / "pair")  # a new path: the judge remembers what it loaded from the old one
+    pair = load_request_head(tmp_path / "pair")
+    assert pair["members"] == 2 and "mean of 2 fits" in pair["model"]
+    members = [fine_tuned_p(minilm_lora.load(tmp_path / "pair" / f"member_{k}", 6, 1), ["How do I cook a stew?"])
+               for k in (1, 2)]
+    assert members[0][0] != members[1][0]  # two seeds, two fits
+    assert harm_probabilities(pair, ["How do I cook a stew?"])[0] == pytest.approx((members[0][0] + members[1][0]) / 2)
+
 
 def test_fine_tuned_classifier_bad_input_is_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
@@ -182,5 +201,24 @@ def test_fine_tuned_classifier_bad_input_is_one_line(tmp_path, capsys):
         load_request_head(tmp_path / "empty")
     assert main(["fit-requests", "--fine-tune", "--harmful", "a", "--l2", "1e-3", "--out", str(tmp_path / "x")]) == 2
     assert main(["judge", "--judge", f"embedded?requests={tmp_path / 'empty'}", "--input", "x", "--out", "y"]) == 2
+    assert main(["fit-requests", "--fits", "2", "--harmful", "a", "--out", str(tmp_path / "x")]) == 2
+    assert main(["fit-requests", "--fine-tune", "--fits", "0", "--harmful", "a", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 2 and all(line.startswith("mtsa: error: ") for line in err)
+    assert len(err) == 4 and all(line.startswith("mtsa: error: ") for line in err)
+
+
+@pytest.mark.skipif(not XSTEST_PROMPTS.is_file(), reason="the project's shared data is absent")
+def test_no_training_request_copies_an_xstest_prompt():
+    """XSTest measures whether the classifier generalises to look-alikes it never saw: no shipped
+    training request is one of its prompts or a near copy (character similarity >= 0.85)."""
+    with XSTEST_PROMPTS.open(newline="") as f:
+        prompts = [row["prompt"].strip().lower() for row in csv.DictReader(f)]
+    near = []
+    for path in sorted(DATA_DIR.glob("*.jsonl")):
+        for request in read_labelled_requests(path, "benign").texts:
+            matcher = SequenceMatcher(b=request.strip().lower())
+            for prompt in prompts:
+                matcher.set_seq1(prompt)
+                if matcher.real_quick_ratio() >= 0.85 and matcher.quick_ratio() >= 0.85 and matcher.ratio() >= 0.85:
+                    near.append(request)
+    assert not near

@@ -21,8 +21,9 @@ extra library, so it runs wherever mtsa does.
 
 A fine-tuned classifier (`mtsa fit-requests --fine-tune`, `minilm_lora.py`) reads intent better
 than a linear head on a frozen embedding: held out by group and on XSTest's prompts it is right
-more often (docs/judges.md). It is not the shipped default: out of its data's distribution one
-fit is not the next, and the fit the command makes did worse in the judge than the linear head.
+more often (docs/judges.md). One fit is not the next out of its data's distribution, so
+`--fits N` averages several. It is not the shipped default: the more requests the judge calls
+harmful, the more of its reply side's misreadings of refusals become false alarms.
 """
 
 from __future__ import annotations
