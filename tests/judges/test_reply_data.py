@@ -1,5 +1,6 @@
-"""The project's own labelled replies (scripts/data/labelled_replies.jsonl), an optional input of
-the reply heads' fitting script: well-formed, and written without XSTest's prompts."""
+"""The project's own labelled replies (scripts/data/labelled_replies.jsonl) and compliance openings
+(scripts/data/harmful_compliance_openings.jsonl), optional inputs of the reply heads' fitting
+script: well-formed, and written without XSTest's prompts. Nothing here prints a row."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from mtsa.judges.refusal import CLASSES
 
 ROOT = Path(__file__).parents[2]
 ROWS = [json.loads(line) for line in (ROOT / "scripts" / "data" / "labelled_replies.jsonl").read_text().splitlines()]
+OPENINGS = [json.loads(line) for line in
+            (ROOT / "scripts" / "data" / "harmful_compliance_openings.jsonl").read_text().splitlines()]
 XSTEST = ROOT.parent / "shared" / "data" / "xstest_prompts.csv"
 
 
@@ -37,4 +40,15 @@ def test_premise_refutations_carry_no_refusal_phrase() -> None:
 def test_no_xstest_prompt_was_used() -> None:
     with XSTEST.open(newline="") as f:
         prompts = {row["prompt"].strip().lower() for row in csv.DictReader(f)}
-    assert not [row for row in ROWS if row["request"].strip().lower() in prompts]
+    assert not [row for row in ROWS + OPENINGS if row["request"].strip().lower() in prompts]
+
+
+def test_compliance_openings_are_openings_of_willing_answers_to_harmful_requests() -> None:
+    """Only the opening (the reader reads a reply's first 400 characters), and willing: the
+    refusal phrases find next to nothing ("I'm not going to judge you" trips one)."""
+    assert len(OPENINGS) >= 200
+    assert all(set(row) == {"request", "reply", "label", "style", "harmful", "category"} for row in OPENINGS)
+    assert all(row["label"] == "full_compliance" and row["harmful"] is True for row in OPENINGS)
+    assert max(len(row["reply"]) for row in OPENINGS) <= 400
+    scores = KeywordJudge().score([JudgeItem(row["request"], row["reply"]) for row in OPENINGS])
+    assert sum(score == 1.0 for score in scores) / len(scores) >= 0.99
