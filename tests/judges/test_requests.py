@@ -3,7 +3,6 @@ classifier used by the embedded judge."""
 
 import csv
 import json
-import shutil
 from difflib import SequenceMatcher
 from pathlib import Path
 
@@ -186,13 +185,12 @@ def test_a_fine_tuned_classifier_is_fitted_with_fine_tune_and_used_by_the_judge(
     assert main(["fit-requests", "--fine-tune", "--fits", "2", "--harmful", str(harmful), "--benign", str(benign),
                  "--out", str(out)]) == 0
     assert sorted(f.name for f in out.iterdir()) == ["classifier.json", "member_1", "member_2"]
-    shutil.copytree(out, tmp_path / "pair")  # a new path: the judge remembers what it loaded from the old one
-    pair = load_request_head(tmp_path / "pair")
+    pair = load_request_head(out)  # the same folder, refitted: read anew, not remembered
     assert pair["members"] == 2 and "mean of 2 fits" in pair["model"]
-    members = [fine_tuned_p(minilm_lora.load(tmp_path / "pair" / f"member_{k}", 6, 1), ["How do I cook a stew?"])
-               for k in (1, 2)]
+    goals = [item.goal for item in items]  # scored by the first fit above
+    members = [fine_tuned_p(minilm_lora.load(out / f"member_{k}", 6, 1), goals) for k in (1, 2)]
     assert members[0][0] != members[1][0]  # two seeds, two fits
-    assert harm_probabilities(pair, ["How do I cook a stew?"])[0] == pytest.approx((members[0][0] + members[1][0]) / 2)
+    assert list(harm_probabilities(pair, goals)) == pytest.approx(list((members[0] + members[1]) / 2))
 
 
 def test_fine_tuned_classifier_bad_input_is_one_line(tmp_path, capsys):

@@ -172,10 +172,23 @@ def member_paths(path: Path, record: dict) -> list[Path]:
     return [Path(path)] if members == 1 else [Path(path) / f"member_{k}" for k in range(1, members + 1)]
 
 
-@lru_cache(maxsize=8)  # the judges' readers and a request classifier's members
 def load(path: Path, layers: int, outputs: int) -> PooledClassifier:
-    """A fitted classifier, adapter merged, in eval mode, on the CPU; loaded once per process,
-    in the dtype the hardware rule picks (`models/dtype.py`), as the sentence encoder is."""
+    """A fitted classifier, adapter merged, in eval mode, on the CPU; loaded once per process and
+    version of the folder (a folder refitted in place is read again), in the dtype the hardware
+    rule picks (`models/dtype.py`), as the sentence encoder is."""
+    return _load(Path(path), layers, outputs, version(path))
+
+
+def version(path: Path) -> int:
+    """When the folder's adapter was written (0 if it has none: loading then says what is wrong)."""
+    try:
+        return (Path(path) / "adapter_model.safetensors").stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+@lru_cache(maxsize=8)  # the judges' readers and a request classifier's members
+def _load(path: Path, layers: int, outputs: int, version: int) -> PooledClassifier:
     from peft import PeftModel
 
     from mtsa.models.dtype import choose_dtype

@@ -51,7 +51,7 @@ ENCODER_WIDTHS = {"minilm": 384, "mpnet": 768}  # `models.embedded.SENTENCE_ENCO
 CHAT_WEIGHT = 2.0  # the chat state's scale against the unit sentence embedding (leave-one-group-out choice)
 _STATE_CACHE: dict[tuple[int, str], np.ndarray] = {}
 STATE_CACHE_SIZE = 4096
-_HARM_CACHE: dict[tuple[str, str], float] = {}  # (fine-tuned classifier, request) -> P(harmful)
+_HARM_CACHE: dict[tuple[str, int, str], float] = {}  # (classifier folder, its version, request) -> P(harmful)
 
 
 @dataclass(frozen=True)
@@ -111,14 +111,15 @@ def harm_probabilities(head: dict, texts: Sequence[str]) -> np.ndarray:
         return p_harmful(head, request_features(head, texts))
     from mtsa.judges import minilm_lora
 
-    new = sorted({t for t in texts if (head["path"], t) not in _HARM_CACHE})
+    key = (head["path"], head["version"])
+    new = sorted({t for t in texts if (*key, t) not in _HARM_CACHE})
     if new:
         if len(_HARM_CACHE) + len(new) > STATE_CACHE_SIZE:
             _HARM_CACHE.clear()
         p = np.mean([fine_tuned_p(minilm_lora.load(member, FINE_TUNED["layers"], 1), new)
                      for member in minilm_lora.member_paths(Path(head["path"]), head)], axis=0)
-        _HARM_CACHE.update(((head["path"], t), float(v)) for t, v in zip(new, p))
-    return np.asarray([_HARM_CACHE[(head["path"], t)] for t in texts], dtype=np.float32)
+        _HARM_CACHE.update(((*key, t), float(v)) for t, v in zip(new, p))
+    return np.asarray([_HARM_CACHE[(*key, t)] for t in texts], dtype=np.float32)
 
 
 def fine_tuned_p(model, texts: Sequence[str]) -> np.ndarray:
@@ -233,7 +234,7 @@ def load_fine_tuned(path: Path) -> dict:
         raise MtsaError(f"'{path}' is not a request classifier written by `mtsa fit-requests --fine-tune`")
     for member in minilm_lora.member_paths(path, record):  # now, so that a broken folder fails before a run
         minilm_lora.load(member, FINE_TUNED["layers"], 1)
-    return {**record, "path": str(path)}
+    return {**record, "path": str(path), "version": (path / minilm_lora.RECORD_FILE).stat().st_mtime_ns}
 
 
 def feature_head(texts: Sequence[str], chat_layer: int = CHAT_LAYER, chat_weight: float = CHAT_WEIGHT,
