@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import types
 import typing
 from pathlib import Path
@@ -40,13 +41,34 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 
 
 def build(cls: type[T], args: argparse.Namespace, config_file: str | None = None) -> T:
-    """Defaults, then the YAML file, then the flags given on the command line."""
+    """Defaults, then (when resuming) the settings the run was started with, then the YAML file,
+    then the flags given on the command line.
+
+    A job whose run folder saves its settings says where with a `saved_settings(out)` static
+    method; `--out RUN --resume` alone then continues the run as it was started (a YAML file or
+    flags given again still win, and the job refuses settings that would change the run)."""
     names = {field.name for field in dataclasses.fields(cls)}
-    values: dict[str, Any] = {}
+    given: dict[str, Any] = {}
     if config_file:
-        values.update(_read_yaml(Path(config_file), names))
-    values.update({k: v for k, v in vars(args).items() if k in names})
+        given.update(_read_yaml(Path(config_file), names))
+    given.update({k: v for k, v in vars(args).items() if k in names})
+    values: dict[str, Any] = {}
+    if given.get("resume") and given.get("out") and hasattr(cls, "saved_settings"):
+        values.update(_read_saved(cls.saved_settings(given["out"]), names - {"resume", "out"}))
+    values.update(given)
     return cls(**values)
+
+
+def _read_saved(path: Path, names: set[str]) -> dict[str, Any]:
+    """The settings a run folder recorded (its config.json); nothing if it has none yet (a run
+    that crashed before writing it starts from the defaults, as it did the first time)."""
+    if not path.is_file():
+        return {}
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MtsaError(f"cannot read the run's settings {path}: {exc}") from None
+    return {k: v for k, v in saved.items() if k in names} if isinstance(saved, dict) else {}
 
 
 def _read_yaml(path: Path, names: set[str]) -> dict[str, Any]:

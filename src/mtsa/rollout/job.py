@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -22,7 +23,7 @@ from mtsa.models.registry import load_model
 from mtsa.models.spec import ModelSpec
 from mtsa.rollout.engine import Rollout, RolloutSettings, run_dialogues
 from mtsa.rollout.records import DialogueRecord
-from mtsa.rollout.run_folder import RunFolder
+from mtsa.rollout.run_folder import CONFIG, RunFolder
 
 
 @dataclass
@@ -35,7 +36,8 @@ class RolloutConfig:
     goals: str = field(default="builtin", metadata=help_text(
         "goal source: builtin, FILE.json/.jsonl/.csv or hf:NAME[:SPLIT]"))
     turns: int = field(default=5, metadata=help_text("attacker turns per dialogue (H)"))
-    resume: bool = field(default=False, metadata=help_text("finish an interrupted run in --out"))
+    resume: bool = field(default=False, metadata=help_text(
+        "finish an interrupted run in --out, with the settings it was started with"))
     limit: int | None = field(default=None, metadata=help_text("use only the first K goals"))
     seed: int = field(default=0, metadata=help_text("random seed"))
     concurrency: int = field(default=16, metadata=help_text("dialogues generated together in one batch"))
@@ -71,6 +73,11 @@ class RolloutConfig:
             attacker_sampling=SamplingParams(self.attacker_temperature, self.attacker_top_p, self.attacker_max_tokens),
             target_sampling=SamplingParams(self.target_temperature, 1.0, self.target_max_tokens),
             target_system_prompt=self.target_system_prompt, attacker_prefill=self.attacker_prefill)
+
+    @staticmethod
+    def saved_settings(out: str) -> Path:
+        """Where a run folder keeps the settings it was started with (`config.build` reads them on --resume)."""
+        return Path(out) / CONFIG
 
     def resolved(self, out: str) -> dict:
         """The settings as written to the run folder's config.json."""

@@ -25,7 +25,7 @@ from mtsa.models.embedded import sentence_embeddings
 from mtsa.models.registry import check_model, load_model
 from mtsa.rollout.engine import Rollout
 from mtsa.rollout.job import RolloutConfig, load_target_and_judge, run_into_folder
-from mtsa.rollout.run_folder import RunFolder
+from mtsa.rollout.run_folder import CONFIG, RunFolder
 from mtsa.synth.dataset import attacker_text, sft_example
 from mtsa.synth.diversity import farthest_point, mean_pairwise_cosine
 
@@ -56,8 +56,17 @@ class SynthConfig(RolloutConfig):
         if self.top_k is not None and self.top_k < 1:
             raise MtsaError("--top-k must be >= 1")
 
+    @staticmethod
+    def saved_settings(out: str) -> Path:
+        """The run folder sits next to the dataset: `<out>.run/`."""
+        return run_folder_of(Path(out)) / CONFIG
+
     def strategy_list(self) -> list[str]:
         return [name.strip() for name in self.strategies.split(",") if name.strip()]
+
+
+def run_folder_of(out: Path) -> Path:
+    return out.with_name(out.name + ".run")
 
 
 def run_synth(config: SynthConfig) -> dict:
@@ -71,7 +80,7 @@ def run_synth(config: SynthConfig) -> dict:
     out = Path(config.out)
     if not out.parent.is_dir():
         raise MtsaError(f"output folder '{out.parent}' does not exist")
-    folder = RunFolder(out.with_name(out.name + ".run"))
+    folder = RunFolder(run_folder_of(out))
     folder.check_can_start(config.resolved(str(out)), config.resume, SAME_RUN_KEYS)
     if out.exists() and not config.resume:
         raise MtsaError(f"'{out}' exists; choose another --out or delete it")

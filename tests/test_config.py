@@ -1,0 +1,54 @@
+"""Settings merge in one order: defaults, a resumed run's saved settings, the YAML file, the flags."""
+
+import json
+
+import pytest
+
+from mtsa.adversarial.loop import TrainConfig
+from mtsa.cli import build_parser
+from mtsa.config import build
+from mtsa.errors import MtsaError
+from mtsa.redteam import RedteamConfig
+from mtsa.synth.job import SynthConfig
+
+
+def parse(*argv: str):
+    return build_parser().parse_args(list(argv))
+
+
+def test_a_bare_resume_continues_with_the_settings_the_run_started_with(tmp_path):
+    started = TrainConfig(attacker="embedded+x", target_beta=0.05, learning_rate=3e-4, limit=4, iterations=2,
+                          out=str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({**started.resolved(str(tmp_path)), "dtypes": {}}))
+    resumed = build(TrainConfig, parse("train", "--out", str(tmp_path), "--resume"))
+    for name in ("attacker", "target_beta", "learning_rate", "limit", "iterations"):
+        assert getattr(resumed, name) == getattr(started, name)
+    assert resumed.resume and resumed.out == str(tmp_path)
+
+
+def test_flags_and_yaml_given_again_win_over_the_saved_settings(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"concurrency": 4, "turns": 3, "seed": 7}))
+    (tmp_path / "settings.yaml").write_text("turns: 2\n")
+    config = build(RedteamConfig, parse("redteam", "--out", str(tmp_path), "--resume", "--concurrency", "8"),
+                   str(tmp_path / "settings.yaml"))
+    assert (config.concurrency, config.turns, config.seed) == (8, 2, 7)
+
+
+def test_a_new_run_and_a_run_without_saved_settings_start_from_the_defaults(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"turns": 3}))
+    assert build(RedteamConfig, parse("redteam", "--out", str(tmp_path))).turns == 5  # not resuming
+    assert build(RedteamConfig, parse("redteam", "--out", str(tmp_path / "new"), "--resume")).turns == 5
+
+
+def test_synthesis_keeps_its_settings_beside_the_dataset(tmp_path):
+    out = tmp_path / "data.jsonl"
+    (tmp_path / "data.jsonl.run").mkdir()
+    (tmp_path / "data.jsonl.run" / "config.json").write_text(json.dumps({"strategies": "role_play", "top_k": 3}))
+    config = build(SynthConfig, parse("synth", "--out", str(out), "--resume"))
+    assert (config.strategies, config.top_k) == ("role_play", 3)
+
+
+def test_unreadable_saved_settings_are_one_line(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(MtsaError, match="cannot read the run's settings"):
+        build(RedteamConfig, parse("redteam", "--out", str(tmp_path), "--resume"))
