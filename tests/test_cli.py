@@ -40,6 +40,7 @@ def run_cli(capsys, *argv):
     (["--resume"], "--resume needs --out"),
     (["--target", "hf:{tiny}?dtype=int3"], "unknown dtype"),
     (["--target", "hf:{tiny}+/no/such/adapter"], "adapter '/no/such/adapter' not found"),
+    (["--target", "hf:/no/such/model"], "model folder '/no/such/model' not found"),
     (["--target", "openai:m@http://127.0.0.1:9/v1"], "cannot reach"),
     # every backend and judge checks its options against what its constructor takes
     (["--target", "embedded?batchsize=2"], "unknown option 'batchsize' in model spec"),
@@ -98,7 +99,12 @@ def test_judge_command_scores_helpfulness(capsys, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--attacker", "openai:m@http://127.0.0.1:9/v1"], "API model"),
+    (["--target", "openai:m@http://127.0.0.1:9/v1"], "API model"),
+    (["--attacker", "embedded+/no/such/checkpoint"], "adapter '/no/such/checkpoint' not found"),
+    (["--target", "hf:./no/such/checkpoint"], "model folder './no/such/checkpoint' not found"),
     (["--helpfulness", "armorm"], "unknown helpfulness scorer"),
+    (["--helpfulness", "rm:/no/such/reward-model"], "reward model '/no/such/reward-model' not found"),
+    (["--target-objective", "dpo", "--baseline-beta", "0"], "--baseline-beta must be positive"),
     (["--goals", "{empty}"], "no goals"),
     (["--iterations", "0"], "--iterations must be >= 1"),
 ])
@@ -108,6 +114,12 @@ def test_train_bad_input_is_one_line_exit_2(capsys, tmp_path, argv, message):
     code, err = run_cli(capsys, "train", "--out", str(tmp_path / "run"), *argv)
     assert code == 2 and err.count("\n") == 1 and message in err
     assert not (tmp_path / "run").exists()
+
+
+def test_export_of_a_folder_that_is_not_a_trained_adapter_is_one_line(capsys, tmp_path):
+    code, err = run_cli(capsys, "export", str(tmp_path / "iter_9" / "target"), "--out", str(tmp_path / "merged"))
+    assert code == 2 and err.count("\n") == 1 and "is not an adapter written by `mtsa train`" in err
+    assert not (tmp_path / "merged").exists()
 
 
 def test_yaml_config_merges_with_flags(tmp_path, goals_file, tiny_model_dir, capsys):

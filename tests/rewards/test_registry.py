@@ -58,6 +58,26 @@ def test_bad_scorer_names_are_one_line_errors(name):
     assert "\n" not in str(error.value)
 
 
-def test_a_missing_reward_model_is_a_user_error(tmp_path):
+@pytest.mark.parametrize("folder", ["nowhere", "."])  # "." exists but has no config.json
+def test_a_missing_local_reward_model_is_a_one_line_error_naming_it(tmp_path, folder):
+    path = tmp_path / folder
+    with pytest.raises(MtsaError) as error:
+        check_helpfulness(f"rm:{path}?batch_size=2")
+    assert f"'{path}'" in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_local_reward_model_folder_with_a_config_passes_the_check(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    check_helpfulness(f"rm:{tmp_path}?scale=2")
+
+
+@pytest.mark.parametrize("name", ["rm:RLHFlow/ArmoRM-Llama3-8B-v0.1", "rm:armorm?batch_size=2"])
+def test_hub_reward_model_ids_pass_the_check_without_the_network(name):
+    check_helpfulness(name)
+
+
+def test_a_reward_model_folder_that_cannot_load_is_a_user_error(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
     with pytest.raises(MtsaError, match="could not load reward model"):
-        load_helpfulness(f"rm:{tmp_path / 'nowhere'}")
+        load_helpfulness(f"rm:{tmp_path}")

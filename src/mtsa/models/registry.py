@@ -7,7 +7,9 @@ so a spec is checked against exactly what the backend takes, before anything is 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
+from mtsa.errors import MtsaError
 from mtsa.models.base import ChatModel
 from mtsa.models.spec import ModelSpec, options_of, parse_spec, typed_options
 
@@ -24,8 +26,12 @@ def backend(kind: str) -> type:
 
 
 def check_model(spec: str | ModelSpec) -> ModelSpec:
-    """Parse a spec and check its options against its backend; the options come back typed."""
+    """Parse a spec and check its options against its backend, and that an hf: model written as a
+    path ("./", "../", "/") is a model folder: a typo is one line before anything loads, not a
+    Hub lookup failing after a run folder was made. The options come back typed."""
     spec = parse_spec(spec) if isinstance(spec, str) else spec
+    if spec.kind == "hf" and spec.model.startswith((".", "/")) and not (Path(spec.model) / "config.json").is_file():
+        raise MtsaError(f"model folder '{spec.model}' not found (expected a folder with config.json)")
     options = typed_options(f"model spec '{spec.text}'", spec.options, options_of(backend(spec.kind)))
     return dataclasses.replace(spec, options=options)
 

@@ -12,6 +12,8 @@ Every scorer answers `score(items) -> list[float]` in [0, 1], on the judge's `Ju
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mtsa.errors import MtsaError
 from mtsa.judges.base import Judge
 from mtsa.models.registry import check_model, load_model
@@ -33,11 +35,23 @@ Answer with exactly one line: "Rating: N", N an integer from 1 to 10."""
 
 
 def check_helpfulness(name: str) -> None:
-    """Validate a scorer name without loading a model."""
+    """Validate a scorer name without loading a model: a mistyped local reward-model path fails
+    here, before a long Stage 2 phase, not when the scorer is first loaded."""
     if name.startswith("llm:"):
         check_model(name[len("llm:"):])
         return
-    _args(name)
+    _, path, _ = _args(name)
+    if path:
+        _check_local_reward_model(path)
+
+
+def _check_local_reward_model(path: str) -> None:
+    """A path that is clearly local (as for adapters: it starts with ".", "/" or "~", or it exists)
+    must be a model folder; anything else is a Hub id ("owner/name" or a bare name), left for the
+    load to resolve since checking it would need the network."""
+    folder = Path(path).expanduser()
+    if (path.startswith((".", "/", "~")) or folder.exists()) and not (folder / "config.json").is_file():
+        raise MtsaError(f"reward model '{path}' not found (expected a folder with config.json)")
 
 
 def load_helpfulness(name: str) -> Judge:
