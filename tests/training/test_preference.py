@@ -85,6 +85,11 @@ def test_dpo_trains_saves_and_an_adapter_can_be_trained_further(tiny_model_dir, 
     again = run_preference(config(tiny_model_dir, tmp_path, objective="future_reward", adapter=str(tmp_path / "out"),
                                   out=str(tmp_path / "out2")))
     assert (tmp_path / "out2" / "adapter_config.json").is_file() and again["steps"] == 1
+    assert "margins" not in first  # DPO has no target margin
+    margins = again["margins"]  # each pair's achieved margin against its target eta * dR, in the last epoch
+    assert margins["pairs"] == 2  # rewards 2 - 0 and 1 - 0.5 at eta 50: 100 and 25 nats asked
+    assert (margins["target"]["min"], margins["target"]["max"]) == (pytest.approx(25.0), pytest.approx(100.0))
+    assert 0.0 <= margins["same_sign"] <= 1.0 and margins["mean_abs_error"] >= 0.0
 
 
 def test_bad_input_is_a_one_line_error(tiny_model_dir, tmp_path):

@@ -16,7 +16,8 @@ eta = 1 / (2 * beta) (beta 0.01: eta 50), with each pair's rewards summed over t
 dialogue (`chosen_reward`, `rejected_reward`). The log-ratio difference is pulled to eta times
 the reward difference: a reward gap of 1 asks for 50 nats, the scale DPO itself reaches; with
 eta = 1 the target would be a nat or so per reply, which moves nothing. The achieved margin
-and its target are logged at every logging step (`future_reward/margin`, `.../target`).
+and its target are logged at every logging step (`future_reward/margin`, `.../target`), and
+their distributions over the pairs of the last epoch in the summary (`margins`).
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ def run_preference(config: PreferenceConfig) -> dict:
     summary = {**dataclasses.asdict(config), "base_model_path": path, "dtypes": chosen_dtypes(),
                "train_loss": result.training_loss, "steps": result.global_step, "pairs": len(pairs),
                "shortened_pairs": trainer.shortened_pairs, "log": logged}
+    if config.objective == "future_reward":
+        summary["margins"] = margin_summary(trainer.pair_margins[-len(pairs):])
     write_json_atomic(out / "mtsa_preference.json", summary)
     print(json.dumps({"out": str(out), "objective": config.objective, "train_loss": round(result.training_loss, 4),
                       "steps": result.global_step, "pairs": len(pairs)}))
@@ -216,6 +219,7 @@ def future_reward_trainer() -> type:
     class FutureRewardTrainer(DPOTrainer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)  # the reference log-probs are computed here, with TRL's collator
+            self.pair_margins: list[tuple[float, float]] = []  # (achieved, target) of each pair at each step
             collator = self.data_collator
             self.data_collator = RewardMarginCollator(
                 pad_token_id=collator.pad_token_id, max_length=collator.max_length,
@@ -232,13 +236,34 @@ def future_reward_trainer() -> type:
             margin = (chosen - inputs["ref_chosen_logps"]) - (rejected - inputs["ref_rejected_logps"])
             target = inputs["reward_margin"].to(margin.device) / (2.0 * self.beta)
             loss = future_reward_loss(margin, target)
-            self._metrics[mode]["future_reward/margin"].append(self.accelerator.gather(margin.detach()).mean().item())
-            self._metrics[mode]["future_reward/target"].append(self.accelerator.gather(target).mean().item())
-            self._metrics[mode]["future_reward/abs_error"].append(
-                self.accelerator.gather((margin.detach() - target).abs()).mean().item())
+            margins, targets = self.accelerator.gather(margin.detach()), self.accelerator.gather(target)
+            self._metrics[mode]["future_reward/margin"].append(margins.mean().item())
+            self._metrics[mode]["future_reward/target"].append(targets.mean().item())
+            self._metrics[mode]["future_reward/abs_error"].append((margins - targets).abs().mean().item())
+            if mode == "train":
+                self.pair_margins += zip(margins.tolist(), targets.tolist())
             return (loss, None) if return_outputs else loss
 
     return FutureRewardTrainer
+
+
+def margin_summary(pairs: list[tuple[float, float]]) -> dict:
+    """How far the update got: the distribution of the target margins (eta * dR, nats) and of the
+    margins achieved, each pair's as it stood at its last step (the last epoch, before that
+    step's own update), and the share of pairs moved to the side their target asks for."""
+    import numpy as np
+
+    if not pairs:
+        return {}
+    achieved, target = np.asarray(pairs, dtype=np.float64).T
+
+    def spread(values: np.ndarray) -> dict:
+        quantiles = np.quantile(values, [0.0, 0.1, 0.5, 0.9, 1.0])
+        return dict(zip(("min", "p10", "median", "p90", "max"), (round(float(q), 3) for q in quantiles)))
+
+    return {"pairs": len(pairs), "target": spread(target), "achieved": spread(achieved),
+            "same_sign": round(float(np.mean(np.sign(achieved) == np.sign(target))), 3),
+            "mean_abs_error": round(float(np.mean(np.abs(achieved - target))), 3)}
 
 
 def future_reward_loss(margin, target):
