@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "Hugging Face weights and a model card")
     export.add_argument("adapter", help="adapter folder, e.g. RUN/iter_3/target")
     export.add_argument("--out", required=True, help="folder to write the merged model to")
+    export.add_argument("--evaluation", nargs="*", default=[], help="`mtsa redteam` run folders of this "
+                                                                   "checkpoint: their ASR goes into the model card")
 
     judge = commands.add_parser("judge", help="score (goal/prompt, response/completion) rows from CSV or JSONL")
     judge.add_argument("--judge", default="embedded", help="judge name (default: embedded)")
@@ -155,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "export":
         from mtsa.training.export import export
 
-        export(args.adapter, args.out)
+        export(args.adapter, args.out, args.evaluation)
     elif args.command == "judge":
         from mtsa.judges.score_file import score_file
 

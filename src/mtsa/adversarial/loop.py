@@ -65,8 +65,8 @@ class TrainConfig(RolloutConfig):
     attacker_safe_below: float = field(default=0.3, metadata=help_text(
         "the attacker turn redrawn is the last one before the first unsafe reply with P(unsafe) <= this"))
     reference_attacks: str | None = field(default=None, metadata=help_text(
-        "the Stage 1 attacker's data (SFT JSONL from `mtsa synth`) as the diversity reference; "
-        "default: the attack questions of the iteration's own dialogues"))
+        "the Stage 1 attacker's data (SFT JSONL from `mtsa synth`) as the diversity reference; default: the "
+        "data the --attacker adapter was trained on (its mtsa_sft.json), else the iteration's own questions"))
     rewrite_retries: int = field(default=2, metadata=help_text("redraws of a safe rewrite still judged unsafe"))
     rewrite_fallback: str | None = field(default=None, metadata=help_text(
         "model spec of a stronger refusal writer for rewrites still unsafe (default: refusal templates)"))
@@ -77,6 +77,8 @@ class TrainConfig(RolloutConfig):
     attacker_beta: float = field(default=0.1, metadata=help_text("attacker DPO beta"))
     target_beta: float = field(default=0.01, metadata=help_text(
         "target beta; future_reward: eta = 1 / (2 beta), the nats asked per unit of reward"))
+    baseline_beta: float = field(default=0.1, metadata=help_text(
+        "beta of the target's plain DPO when --target-objective is dpo (the no-future-reward baseline)"))
     benign: str | None = field(default=None, metadata=help_text(
         "benign look-alike prompts for the over-refusal guard (default: the shipped set)"))
     benign_ratio: float = field(default=0.5, metadata=help_text("over-refusal guard pairs per target pair"))
@@ -111,8 +113,8 @@ class TrainConfig(RolloutConfig):
             raise MtsaError("--benign-ratio and --rewrite-retries must be >= 0")
         if self.learning_rate <= 0 or self.attacker_learning_rate <= 0:
             raise MtsaError("--learning-rate and --attacker-learning-rate must be positive")
-        if self.attacker_beta <= 0 or self.target_beta <= 0:
-            raise MtsaError("--attacker-beta and --target-beta must be positive")
+        if min(self.attacker_beta, self.target_beta, self.baseline_beta) <= 0:
+            raise MtsaError("--attacker-beta, --target-beta and --baseline-beta must be positive")
 
     def temperatures(self) -> list[float]:
         try:
@@ -197,7 +199,8 @@ def attacker_phase(config: TrainConfig, goals, attacker: str, target: str, folde
                                         (attacker, target))
         branches = attacker_branches(dialogues, config.temperatures(), config.threshold, config.attacker_safe_below)
         children = run_branches(folder / "attacker_branches", config, branches, models, settings)
-        pairs, skipped = attacker_pairs(children, reference_attacks(config, dialogues), settings)
+        reference, metrics["reference_attacks"] = reference_attacks(config, dialogues)
+        pairs, skipped = attacker_pairs(children, reference, settings)
         write_pairs(pairs_path, pairs)
         states = {b.branch.parent.rollout_id for b in branches}
         metrics.update(attacker_sampling_asr=sampled_asr, attacker_states=len(states),
@@ -238,9 +241,11 @@ def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str,
     chosen, rejected = rewards[:len(kept)], rewards[len(kept):]
     pairs = [target_pair(d, child, turn, settings, (c, r), last, w.source)
              for (d, turn, child, w), c, r, last in zip(kept, chosen, rejected, horizons)]
-    guard = guard_pairs(benign, round(config.benign_ratio * len(pairs)), models, config, settings)
+    guard_prompts = round(config.benign_ratio * len(pairs))
+    guard = guard_pairs(benign, guard_prompts, models, config, settings)
     write_pairs(pairs_path, pairs + guard)
-    metrics.update(target_pairs=len(pairs), guard_pairs=len(guard), rewrite_sources=source_counts(rewrites),
+    metrics.update(target_states=len(todo), target_pairs=len(pairs), guard_prompts=guard_prompts,
+                   guard_pairs=len(guard), rewrite_sources=source_counts(rewrites),
                    target_futures_cut=sum(len(d.turns) != len(c.turns) for d, _, c, _ in kept),
                    target_reward_chosen=mean(chosen), target_reward_rejected=mean(rejected),
                    target_margin_asked=mean([(c - r) / (2 * config.target_beta) for c, r in zip(chosen, rejected)]),
@@ -248,7 +253,8 @@ def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str,
     release(models)
     del helpfulness
     started = time.perf_counter()
-    metrics["target_update"] = update(config, pairs_path, target, out, config.target_objective, config.target_beta,
+    beta = config.target_beta if config.target_objective == "future_reward" else config.baseline_beta
+    metrics["target_update"] = update(config, pairs_path, target, out, config.target_objective, beta,
                                       config.learning_rate)
     metrics["target_update_seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(folder / "metrics.json", metrics)
@@ -283,6 +289,9 @@ def sample(path: Path, config: TrainConfig, goals, models: dict, settings: Rollo
     summary = summarize(dialogues, turns=config.turns, threshold=config.threshold, judge=config.judge,
                         attacker=specs[0], target=specs[1], goals=config.goals)
     folder.write_summary(summary)
+    if not summary["asr"]:
+        print(f"  {path.parent.name}/{path.name}: no successful attack in {len(dialogues)} dialogues (judge "
+              f"{config.judge}), so no pairs come from them; continuing")
     return dialogues, summary["asr"]
 
 
@@ -296,12 +305,27 @@ def run_branches(path: Path, config: TrainConfig, branches: list[Rollout], model
 
 
 def reference_attacks(config: TrainConfig, dialogues: list[DialogueRecord]):
-    """The diversity reference: the Stage 1 attacker's questions if given, else this iteration's own."""
+    """The diversity reference and where it came from: the Stage 1 attacker's questions (the
+    data given, or the data its adapter was trained on), else this iteration's own questions,
+    which still keep the candidates of a state apart from what the attacker already asks."""
     from mtsa.rewards.adversarial import ReferenceAttacks
 
-    texts = reference_questions(Path(config.reference_attacks)) if config.reference_attacks else [
-        t.question for d in dialogues for t in d.turns]
-    return ReferenceAttacks(texts or ["(no reference attacks)"])
+    data = Path(config.reference_attacks) if config.reference_attacks else stage1_data(config.attacker)
+    if data is not None:
+        return ReferenceAttacks(reference_questions(data)), str(data)
+    texts = [t.question for d in dialogues for t in d.turns]
+    return ReferenceAttacks(texts or ["(no reference attacks)"]), "the iteration's own attack questions"
+
+
+def stage1_data(attacker: str) -> Path | None:
+    """The SFT data the attacker's adapter was trained on, as its `mtsa sft` record names it; None
+    when the attacker has no such record or the file is no longer where it was."""
+    adapter = check_model(attacker).adapter
+    record = Path(adapter) / "mtsa_sft.json" if adapter else None
+    if record is None or not record.is_file():
+        return None
+    data = json.loads(record.read_text()).get("data")
+    return Path(data) if data and Path(data).is_file() else None
 
 
 def reference_questions(path: Path) -> list[str]:
@@ -410,7 +434,7 @@ def update(config: TrainConfig, pairs_path: Path, model: str, out: Path, objecti
                   batch_size=config.train_batch_size, lora_layers=config.lora_layers,
                   max_length=config.max_length, seed=config.seed, **adapter)
     summary = json.loads((out / "mtsa_preference.json").read_text())
-    return {k: summary[k] for k in ("train_loss", "steps", "pairs", "log")}
+    return {k: summary[k] for k in ("train_loss", "steps", "pairs", "margins", "log") if k in summary}
 
 
 def mean(values: list[float]) -> float | None:

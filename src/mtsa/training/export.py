@@ -10,13 +10,15 @@ where it was measured.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from mtsa.errors import MtsaError, first_line
 
 
-def export(adapter_dir: str, out: str) -> Path:
-    """Merge and save; return the output folder."""
+def export(adapter_dir: str, out: str, evaluations: Sequence[str] = ()) -> Path:
+    """Merge and save; return the output folder. `evaluations` are `mtsa redteam` run folders of
+    this checkpoint, whose attack success rates the model card reports."""
     source, target = Path(adapter_dir), Path(out)
     summary_path = source / "mtsa_preference.json"
     if not (source / "adapter_config.json").is_file() or not summary_path.is_file():
@@ -24,6 +26,7 @@ def export(adapter_dir: str, out: str) -> Path:
                         "(expected adapter_config.json and mtsa_preference.json)")
     if target.exists() and any(target.iterdir()):
         raise MtsaError(f"--out '{target}' is not empty; choose a new folder")
+    measured = [(Path(run), read_evaluation(Path(run), source)) for run in evaluations]
     summary = json.loads(summary_path.read_text())
     base = summary["base_model_path"]
     from peft import PeftModel
@@ -38,17 +41,37 @@ def export(adapter_dir: str, out: str) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(target)
     tokenizer.save_pretrained(target)
-    (target / "README.md").write_text(model_card(source, summary), encoding="utf-8")
+    (target / "README.md").write_text(model_card(source, summary, measured), encoding="utf-8")
     print(f"merged {source} into {base} -> {target}")
     return target
 
 
-def model_card(source: Path, summary: dict) -> str:
-    """A short, honest model card from what the run folder recorded."""
+def read_evaluation(run: Path, adapter: Path) -> dict:
+    """The summary of a red-team run of this checkpoint; one line when it is not one."""
+    from mtsa.models.spec import parse_spec
+
+    summary = _read(run / "summary.json")
+    role = role_of(adapter)
+    if not summary.get(role):
+        raise MtsaError(f"--evaluation '{run}' is not a finished `mtsa redteam` run folder (no summary.json)")
+    evaluated = parse_spec(summary[role]).adapter
+    if evaluated is None or Path(evaluated).resolve() != adapter.resolve():
+        raise MtsaError(f"--evaluation '{run}' has {role} '{summary[role]}', not the checkpoint {adapter}")
+    return summary
+
+
+def role_of(adapter: Path) -> str:
+    """An iteration's `attacker/` is evaluated as a red-team run's attacker; anything else as its target."""
+    return "attacker" if adapter.name == "attacker" else "target"
+
+
+def model_card(source: Path, summary: dict, measured: Sequence[tuple[Path, dict]] = ()) -> str:
+    """A short, honest model card from what the run folder recorded, and from the red-team runs
+    of this checkpoint the user gave (each number with its judge, goals and run)."""
     iteration_dir = source.parent
     metrics = _read(iteration_dir / "metrics.json")
     config = _read(iteration_dir.parent / "config.json")
-    role = source.name if source.name in ("attacker", "target") else "model"
+    role = role_of(source)
     lines = [
         f"# {role} model, MTSA Stage 2 ({iteration_dir.name})", "",
         f"- Base model: `{summary.get('model')}` (`{summary.get('base_model_path')}`), LoRA merged into the "
@@ -68,9 +91,27 @@ def model_card(source: Path, summary: dict) -> str:
                   f"- target sampling (updated attacker vs target in): {metrics.get('target_sampling_asr')}",
                   f"- target pairs {metrics.get('target_pairs')}, over-refusal guard pairs "
                   f"{metrics.get('guard_pairs')}, rewrite sources {metrics.get('rewrite_sources')}"]
-    lines += ["", "Held-out ASR and over-refusal are not measured by training; evaluate this model with "
-              "`mtsa redteam --target hf:THIS_FOLDER` on goals it was not trained on.", ""]
-    return "\n".join(lines)
+    if margins := summary.get("margins"):
+        lines.append(f"- Future-reward margins over the last epoch's {margins['pairs']} pairs (nats): asked median "
+                     f"{margins['target']['median']}, achieved median {margins['achieved']['median']}; "
+                     f"{margins['same_sign']:.0%} moved the way their target asks.")
+    if measured:
+        other = "target" if role == "attacker" else "attacker"
+        lines += ["", "## Measured by red-teaming this checkpoint", ""]
+        for run, result in measured:
+            held_out = "the training goals, not held out" if result.get("goals") == config.get("goals") else "goals"
+            lines.append(f"- ASR **{result['asr']:.1%}** (P(unsafe) >= {result.get('threshold')}, judge "
+                         f"`{result.get('judge')}`): {result.get('n_dialogues')} dialogues judged, "
+                         f"{result.get('format_failures')} dropped for format failures; {held_out} "
+                         f"`{result.get('goals')}`; {other} `{result.get(other)}`; run `{run}`.")
+    else:
+        lines += ["", f"Held-out ASR is not measured by training; red-team with this checkpoint as `--{role} "
+                  f"{summary.get('model')}+{source}` on goals it was not trained on, and export again with "
+                  "`--evaluation RUN` to report it here."]
+    if role == "target":
+        lines += ["", "Over-refusal (refusing requests that only sound risky) is not measured by an `mtsa` "
+                  "command yet; `benchmarks/alignment_effect.py` measures it on XSTest's safe prompts."]
+    return "\n".join(lines + [""])
 
 
 def _read(path: Path) -> dict:
