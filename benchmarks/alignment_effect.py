@@ -2,7 +2,8 @@
 
 1. goals: evaluation and training goals are disjoint slices of ../shared/data/train_goals.json
    (the first --eval-count for evaluation, the next --train-count for training), or the user's
-   own files (--eval-goals, --train-goals);
+   own files (--eval-goals, --train-goals); given one of them alone, the other side comes from
+   train_goals.json without the user's goals;
 2. Stage 1: offline-template synthesis on the training goals and a LoRA SFT attacker R0
    (skipped when --attacker names one);
 3. Stage 2: `mtsa train --config CONFIG` (MTSA: future-reward target loss) -> R1..RN, T1..TN;
@@ -40,7 +41,7 @@ import yaml
 
 from mtsa.atomic import write_json_atomic, write_jsonl_atomic
 from mtsa.demo import run_stage
-from mtsa.goals.loaders import load_goals
+from mtsa.goals.loaders import Goal, load_goals
 from mtsa.judges.base import JudgeItem
 from mtsa.judges.registry import load_judge
 from mtsa.models.base import SamplingParams
@@ -167,15 +168,43 @@ def main() -> None:
 
 
 def goal_files(args: argparse.Namespace, out: Path) -> tuple[Path, Path]:
-    """The evaluation and training goal files: the user's, or disjoint slices of train_goals.json."""
+    """The evaluation and training goal files, always disjoint (a goal trained on and then evaluated
+    would flatter TN): the user's two files; or one of them, the other side taken from
+    train_goals.json without its goals (training: the first --train-count left; evaluation: the
+    default slice); or slices of train_goals.json."""
     if args.eval_goals and args.train_goals:
+        training = {normalized(g) for g in load_goals(args.train_goals)}
+        common = [g.goal for g in load_goals(args.eval_goals) if normalized(g) in training]
+        if common:
+            sys.exit(f"--eval-goals and --train-goals share {len(common)} goal(s), e.g. '{common[0]}'; "
+                     "give disjoint files")
         return Path(args.eval_goals), Path(args.train_goals)
-    goals = load_goals(str(DATA / "train_goals.json"))
+    pool = load_goals(str(DATA / "train_goals.json"))
     eval_goals, train_goals = out / "eval_goals.jsonl", out / "train_goals.jsonl"
-    write_jsonl_atomic(eval_goals, ({"goal": g.goal} for g in goals[:args.eval_count]))
-    training = goals[args.eval_count:args.eval_count + args.train_count]
-    write_jsonl_atomic(train_goals, ({"goal": g.goal} for g in training))
+    if args.eval_goals:
+        evaluation = {normalized(g) for g in load_goals(args.eval_goals)}
+        write_goals(train_goals, [g for g in pool if normalized(g) not in evaluation][:args.train_count])
+        return Path(args.eval_goals), train_goals
+    if args.train_goals:
+        training = {normalized(g) for g in load_goals(args.train_goals)}
+        write_goals(eval_goals, [g for g in pool[:args.eval_count] if normalized(g) not in training])
+        return eval_goals, Path(args.train_goals)
+    write_goals(eval_goals, pool[:args.eval_count])
+    write_goals(train_goals, pool[args.eval_count:args.eval_count + args.train_count])
     return eval_goals, train_goals
+
+
+def normalized(goal: Goal) -> str:
+    """A goal's text as compared between the evaluation and training sides: case and surrounding
+    spaces do not make a goal new."""
+    return goal.goal.strip().lower()
+
+
+def write_goals(path: Path, goals: list[Goal]) -> None:
+    """Write goals for the stages to read; an empty side is said here, not deep inside a stage."""
+    if not goals:
+        sys.exit(f"no goals left for {path.name} from {DATA / 'train_goals.json'} (check the counts and goal files)")
+    write_jsonl_atomic(path, ({"goal": g.goal} for g in goals))
 
 
 def train(config: str, attacker: str, goals: Path, out: Path, objective: str) -> None:
