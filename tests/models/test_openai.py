@@ -79,10 +79,12 @@ def test_sampling_params_forwarded(server: FakeOpenAIServer) -> None:
     assert (body["temperature"], body["top_p"], body["max_tokens"], body["seed"]) == (0.0, 0.9, 32, 7)
 
 
-def test_row_seeds_go_to_their_own_requests(server: FakeOpenAIServer) -> None:
-    make_model(server.base_url).generate([user("a"), user("b")], SamplingParams(seed=7, seeds=(11, 12)))
-    seeds = {r.body["messages"][0]["content"]: r.body["seed"] for r in server.completions if r.body}
-    assert seeds == {"a": 11, "b": 12}
+def test_row_seeds_and_temperatures_go_to_their_own_requests(server: FakeOpenAIServer) -> None:
+    make_model(server.base_url).generate([user("a"), user("b")],
+                                         SamplingParams(seed=7, seeds=(11, 12), temperatures=(0.6, 1.2)))
+    sent = {r.body["messages"][0]["content"]: (r.body["seed"], r.body["temperature"])
+            for r in server.completions if r.body}
+    assert sent == {"a": (11, 0.6), "b": (12, 1.2)}  # Stage 2's branches of one state, one call
 
 
 def test_seed_omitted_when_none(server: FakeOpenAIServer) -> None:

@@ -123,3 +123,21 @@ def test_long_prompts_lose_their_oldest_turns_not_the_pair(tiny_model_dir):
     assert fit_pairs([row], tokenizer, max_length=5000) == ([row], 0)
     with pytest.raises(MtsaError, match="max-length"):
         fit_pairs([row], tokenizer, max_length=10)
+
+
+def test_a_continued_update_takes_the_adapter_as_it_stood_for_its_reference(tiny_model_dir, tmp_path):
+    """Iteration t+1's reference is the model at the start of its update (the adapter iteration t
+    trained), not the base model: its precomputed log-probs are the adapted model's."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    run_preference(config(tiny_model_dir, tmp_path, objective="dpo", beta=0.1, learning_rate=5e-2, max_steps=3))
+    trainer, _, _ = build_trainer(config(tiny_model_dir, tmp_path, adapter=str(tmp_path / "out"),
+                                         out=str(tmp_path / "out2")))
+    example = trainer.train_dataset[0]
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    with torch.no_grad():
+        from_base = hand_logps(base, example)
+        adapted = hand_logps(PeftModel.from_pretrained(base, str(tmp_path / "out")).eval(), example)
+    assert abs(adapted - from_base) > 0.05  # the first update moved the model
+    assert example["ref_chosen_logps"] == pytest.approx(adapted, abs=1e-3)
