@@ -39,9 +39,12 @@ def test_offline_synthesis_writes_a_trl_ready_dataset(tmp_path, goals_file, tiny
     assert sum(report["strategies_before"].values()) == 12
 
 
-def test_top_k_larger_than_the_data_is_a_user_error(tmp_path, goals_file, tiny_model_dir, capsys):
-    assert synth(tmp_path, goals_file, tiny_model_dir, "--keep-all", "--top-k", "50") == 2
-    assert "--top-k must be between 1 and the number of dialogues (12)" in capsys.readouterr().err
+def test_top_k_above_the_usable_dialogues_keeps_them_all_and_says_so(tmp_path, goals_file, tiny_model_dir, capsys):
+    """How many attacks succeed is known only after synthesis: asking for more than there are is
+    not an error that would leave no dataset."""
+    assert synth(tmp_path, goals_file, tiny_model_dir, "--keep-all", "--top-k", "50") == 0
+    assert "--top-k 50: only 12 usable dialogues, so all of them are kept" in capsys.readouterr().out
+    assert len((tmp_path / "sft.jsonl").read_text().splitlines()) == 12
 
 
 def test_unknown_strategy_and_missing_out_are_user_errors(tmp_path, goals_file, capsys):

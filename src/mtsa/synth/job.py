@@ -43,7 +43,8 @@ class SynthConfig(RolloutConfig):
     strategies: str = field(default=STRATEGY_NAMES, metadata=help_text(
         "comma-separated strategies, one dialogue each per goal"))
     out: str | None = field(default=None, metadata=help_text("SFT dataset to write (JSONL)"))
-    top_k: int | None = field(default=None, metadata=help_text("keep the K most diverse dialogues"))
+    top_k: int | None = field(default=None, metadata=help_text(
+        "keep the K most diverse dialogues (all of them when fewer succeed)"))
     keep_all: bool = field(default=False, metadata=help_text("keep failed dialogues too (labelled success=false)"))
 
     def __post_init__(self) -> None:
@@ -100,7 +101,10 @@ def run_synth(config: SynthConfig) -> dict:
         raise MtsaError(f"no usable dialogues out of {len(dialogues)} (all failed or format failures); "
                         "try --keep-all, more goals or a stronger generator")
     vectors = sentence_embeddings([attacker_text(d) for d in kept])
-    chosen = farthest_point(vectors, config.top_k) if config.top_k else list(range(len(kept)))
+    if config.top_k and config.top_k > len(kept):  # how many attacks succeed is known only now
+        print(f"--top-k {config.top_k}: only {len(kept)} usable dialogues, so all of them are kept")
+    top_k = min(config.top_k or len(kept), len(kept))
+    chosen = farthest_point(vectors, top_k) if top_k < len(kept) else list(range(len(kept)))
     selected = [kept[i] for i in chosen]
     write_jsonl_atomic(out, [sft_example(d, config.turns, config.threshold) for d in selected])
 
