@@ -75,6 +75,8 @@ def test_one_step_moves_the_margin_towards_its_target(tiny_model_dir, tmp_path):
         margin = (hand_logps(trainer.model, example) - example["ref_chosen_logps"]) - (
             hand_logps(trainer.model, rejected_view(example)) - example["ref_rejected_logps"])
     assert 0.0 < margin  # it started at 0, the target is +1
+    [(achieved, asked)] = trainer.achieved_margins()  # what the summary's margin distribution is made of
+    assert (achieved, asked) == (pytest.approx(margin, abs=1e-3), pytest.approx(1.0))
     logged = [entry for entry in trainer.state.log_history if "future_reward/target" in entry]
     assert logged and logged[0]["future_reward/target"] == pytest.approx(1.0)
 
@@ -86,7 +88,7 @@ def test_dpo_trains_saves_and_an_adapter_can_be_trained_further(tiny_model_dir, 
                                   out=str(tmp_path / "out2")))
     assert (tmp_path / "out2" / "adapter_config.json").is_file() and again["steps"] == 1
     assert "margins" not in first  # DPO has no target margin
-    margins = again["margins"]  # each pair's achieved margin against its target eta * dR, in the last epoch
+    margins = again["margins"]  # each pair's margin after training against its target eta * dR
     assert margins["pairs"] == 2  # rewards 2 - 0 and 1 - 0.5 at eta 50: 100 and 25 nats asked
     assert (margins["target"]["min"], margins["target"]["max"]) == (pytest.approx(25.0), pytest.approx(100.0))
     assert 0.0 <= margins["same_sign"] <= 1.0 and margins["mean_abs_error"] >= 0.0

@@ -92,8 +92,8 @@ def model_card(source: Path, summary: dict, measured: Sequence[tuple[Path, dict]
                   f"- target pairs {metrics.get('target_pairs')}, over-refusal guard pairs "
                   f"{metrics.get('guard_pairs')}, rewrite sources {metrics.get('rewrite_sources')}"]
     if margins := summary.get("margins"):
-        lines.append(f"- Future-reward margins over the last epoch's {margins['pairs']} pairs (nats): asked median "
-                     f"{margins['target']['median']}, achieved median {margins['achieved']['median']}; "
+        lines.append(f"- Future-reward margins of the trained model over its {margins['pairs']} pairs (nats): "
+                     f"asked median {margins['target']['median']}, achieved median {margins['achieved']['median']}; "
                      f"{margins['same_sign']:.0%} moved the way their target asks.")
     if measured:
         other = "target" if role == "attacker" else "attacker"

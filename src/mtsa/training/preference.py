@@ -16,8 +16,8 @@ eta = 1 / (2 * beta) (beta 0.01: eta 50), with each pair's rewards summed over t
 dialogue (`chosen_reward`, `rejected_reward`). The log-ratio difference is pulled to eta times
 the reward difference: a reward gap of 1 asks for 50 nats, the scale DPO itself reaches; with
 eta = 1 the target would be a nat or so per reply, which moves nothing. The achieved margin
-and its target are logged at every logging step (`future_reward/margin`, `.../target`), and
-their distributions over the pairs of the last epoch in the summary (`margins`).
+and its target are logged at every logging step (`future_reward/margin`, `.../target`), and,
+after training, their distributions over the pairs in the summary (`margins`).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def run_preference(config: PreferenceConfig) -> dict:
                "train_loss": result.training_loss, "steps": result.global_step, "pairs": len(pairs),
                "shortened_pairs": trainer.shortened_pairs, "log": logged}
     if config.objective == "future_reward":
-        summary["margins"] = margin_summary(trainer.pair_margins[-len(pairs):])
+        summary["margins"] = margin_summary(trainer.achieved_margins())
     write_json_atomic(out / "mtsa_preference.json", summary)
     print(json.dumps({"out": str(out), "objective": config.objective, "train_loss": round(result.training_loss, 4),
                       "steps": result.global_step, "pairs": len(pairs)}))
@@ -219,7 +219,6 @@ def future_reward_trainer() -> type:
     class FutureRewardTrainer(DPOTrainer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)  # the reference log-probs are computed here, with TRL's collator
-            self.pair_margins: list[tuple[float, float]] = []  # (achieved, target) of each pair at each step
             collator = self.data_collator
             self.data_collator = RewardMarginCollator(
                 pad_token_id=collator.pad_token_id, max_length=collator.max_length,
@@ -232,25 +231,41 @@ def future_reward_trainer() -> type:
 
         def _compute_loss(self, model, inputs, return_outputs):
             mode = "train" if self.model.training else "eval"
-            chosen, rejected = completion_logps(model, inputs).chunk(2)
-            margin = (chosen - inputs["ref_chosen_logps"]) - (rejected - inputs["ref_rejected_logps"])
-            target = inputs["reward_margin"].to(margin.device) / (2.0 * self.beta)
+            margin, target = self.margin_and_target(model, inputs)
             loss = future_reward_loss(margin, target)
             margins, targets = self.accelerator.gather(margin.detach()), self.accelerator.gather(target)
             self._metrics[mode]["future_reward/margin"].append(margins.mean().item())
             self._metrics[mode]["future_reward/target"].append(targets.mean().item())
             self._metrics[mode]["future_reward/abs_error"].append((margins - targets).abs().mean().item())
-            if mode == "train":
-                self.pair_margins += zip(margins.tolist(), targets.tolist())
             return (loss, None) if return_outputs else loss
+
+        def margin_and_target(self, model, inputs):
+            """Each pair's log-ratio margin under `model` and the margin its rewards ask for."""
+            chosen, rejected = completion_logps(model, inputs).chunk(2)
+            margin = (chosen - inputs["ref_chosen_logps"]) - (rejected - inputs["ref_rejected_logps"])
+            return margin, inputs["reward_margin"].to(margin.device) / (2.0 * self.beta)
+
+        def achieved_margins(self) -> list[tuple[float, float]]:
+            """(achieved, asked) margin of every pair once training is over: one forward pass over
+            the pairs, the reference's log-probs being stored with them already."""
+            import torch
+
+            model, pairs = self.model_wrapped, []
+            model.eval()
+            with torch.no_grad():
+                for inputs in self.get_eval_dataloader(self.train_dataset):
+                    margin, target = self.margin_and_target(model, self._prepare_inputs(inputs))
+                    margins, targets = self.accelerator.gather_for_metrics((margin, target))
+                    pairs += zip(margins.tolist(), targets.tolist())
+            return pairs
 
     return FutureRewardTrainer
 
 
 def margin_summary(pairs: list[tuple[float, float]]) -> dict:
-    """How far the update got: the distribution of the target margins (eta * dR, nats) and of the
-    margins achieved, each pair's as it stood at its last step (the last epoch, before that
-    step's own update), and the share of pairs moved to the side their target asks for."""
+    """How far the update got: the distribution over the pairs of the margins asked (eta * dR,
+    nats) and of those achieved by the trained model, and the share of pairs moved to the side
+    their target asks for."""
     import numpy as np
 
     if not pairs:
