@@ -27,13 +27,20 @@ def backend(kind: str) -> type:
 
 def check_model(spec: str | ModelSpec) -> ModelSpec:
     """Parse a spec and check its options against its backend, and that an hf: model written as a
-    path ("./", "../", "/") is a model folder: a typo is one line before anything loads, not a
+    path is a model folder (`check_local_model_folder`): a typo is one line before anything loads, not a
     Hub lookup failing after a run folder was made. The options come back typed."""
     spec = parse_spec(spec) if isinstance(spec, str) else spec
-    if spec.kind == "hf" and spec.model.startswith((".", "/")) and not (Path(spec.model) / "config.json").is_file():
-        raise MtsaError(f"model folder '{spec.model}' not found (expected a folder with config.json)")
+    if spec.kind == "hf":
+        check_local_model_folder(spec.model, "model folder")
     options = typed_options(f"model spec '{spec.text}'", spec.options, options_of(backend(spec.kind)))
     return dataclasses.replace(spec, options=options)
+
+
+def check_local_model_folder(path: str, what: str) -> None:
+    """A model written as a path ("./", "../", "/", "~") must be a folder with config.json; anything
+    else is a Hub id, left for loading to resolve (checking it would need the network)."""
+    if path.startswith((".", "/", "~")) and not (Path(path).expanduser() / "config.json").is_file():
+        raise MtsaError(f"{what} '{path}' not found (expected a folder with config.json)")
 
 
 def load_model(spec: str | ModelSpec) -> ChatModel:

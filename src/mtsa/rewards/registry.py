@@ -12,11 +12,9 @@ Every scorer answers `score(items) -> list[float]` in [0, 1], on the judge's `Ju
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from mtsa.errors import MtsaError
 from mtsa.judges.base import Judge
-from mtsa.models.registry import check_model, load_model
+from mtsa.models.registry import check_local_model_folder, check_model, load_model
 from mtsa.models.spec import options_of, split_query, typed_options
 
 KNOWN = "embedded, rm:PATH_OR_ID or llm:MODEL_SPEC"
@@ -42,16 +40,7 @@ def check_helpfulness(name: str) -> None:
         return
     _, path, _ = _args(name)
     if path:
-        _check_local_reward_model(path)
-
-
-def _check_local_reward_model(path: str) -> None:
-    """A path that is clearly local (as for adapters: it starts with ".", "/" or "~", or it exists)
-    must be a model folder; anything else is a Hub id ("owner/name" or a bare name), left for the
-    load to resolve since checking it would need the network."""
-    folder = Path(path).expanduser()
-    if (path.startswith((".", "/", "~")) or folder.exists()) and not (folder / "config.json").is_file():
-        raise MtsaError(f"reward model '{path}' not found (expected a folder with config.json)")
+        check_local_model_folder(path, "reward model")
 
 
 def load_helpfulness(name: str) -> Judge:

@@ -101,9 +101,9 @@ def run_synth(config: SynthConfig) -> dict:
         raise MtsaError(f"no usable dialogues out of {len(dialogues)} (all failed or format failures); "
                         "try --keep-all, more goals or a stronger generator")
     vectors = sentence_embeddings([attacker_text(d) for d in kept])
-    if config.top_k and config.top_k > len(kept):  # how many attacks succeed is known only now
-        print(f"--top-k {config.top_k}: only {len(kept)} usable dialogues, so all of them are kept")
-    top_k = min(config.top_k or len(kept), len(kept))
+    top_k = config.top_k or len(kept)
+    if top_k > len(kept):  # how many attacks succeed is known only now
+        print(f"--top-k {top_k}: only {len(kept)} usable dialogues, so all of them are kept")
     chosen = farthest_point(vectors, top_k) if top_k < len(kept) else list(range(len(kept)))
     selected = [kept[i] for i in chosen]
     write_jsonl_atomic(out, [sft_example(d, config.turns, config.threshold) for d in selected])
