@@ -81,6 +81,24 @@ def test_one_step_moves_the_margin_towards_its_target(tiny_model_dir, tmp_path):
     assert logged and logged[0]["future_reward/target"] == pytest.approx(1.0)
 
 
+def test_a_one_step_update_learns_with_the_default_warm_up(tiny_model_dir, tmp_path):
+    # transformers rounds a warm-up ratio up and warms up from a learning rate of 0: the one step
+    # of a short update (a Stage 2 iteration with a few pairs) would leave the model unchanged
+    trainer, _, _ = build_trainer(config(tiny_model_dir, tmp_path, warmup_ratio=0.1))
+    trainer.train()
+    assert trainer.state.log_history[0]["learning_rate"] > 0
+    assert any(p.abs().max() > 0 for name, p in trainer.model.named_parameters() if "lora_B" in name)
+
+
+@pytest.mark.parametrize("steps, warmup", [(9, 0), (20, 2)])
+def test_the_warm_up_ratio_rounds_down_to_whole_steps(tiny_model_dir, tmp_path, steps, warmup):
+    trainer, _, _ = build_trainer(config(tiny_model_dir, tmp_path, warmup_ratio=0.1))
+    trainer.create_optimizer()
+    first_lr = trainer.create_scheduler(steps).get_last_lr()[0]
+    assert trainer.args.get_warmup_steps(steps) == warmup
+    assert (first_lr > 0) == (warmup == 0)
+
+
 def test_dpo_trains_saves_and_an_adapter_can_be_trained_further(tiny_model_dir, tmp_path):
     first = run_preference(config(tiny_model_dir, tmp_path, objective="dpo", beta=0.1))
     assert (tmp_path / "out" / "adapter_config.json").is_file() and first["steps"] == 1 and first["pairs"] == 2
@@ -105,6 +123,8 @@ def test_bad_input_is_a_one_line_error(tiny_model_dir, tmp_path):
         config(tiny_model_dir, tmp_path, objective="ppo")
     with pytest.raises(MtsaError, match="adapter"):
         config(tiny_model_dir, tmp_path, adapter=str(tmp_path / "nowhere"))
+    with pytest.raises(MtsaError, match="warmup-ratio"):  # transformers would read 1 as one step
+        config(tiny_model_dir, tmp_path, warmup_ratio=1.0)
 
 
 def test_long_prompts_lose_their_oldest_turns_not_the_pair(tiny_model_dir):

@@ -32,6 +32,13 @@ def test_trainer_labels_mask_everything_but_the_attacker_turns(data, tmp_path, t
     assert "SYSTEM GOAL" not in learned and "TARGET REPLY" not in learned
 
 
+def test_a_short_run_has_no_warm_up_to_waste_its_first_step(data, tmp_path, tiny_model_dir):
+    config = AttackerSFTConfig(data=str(data), model=f"hf:{tiny_model_dir}", out=str(tmp_path / "out"))
+    trainer, _, _ = build_trainer(config)  # the default warm-up ratio, 0.1
+    trainer.create_optimizer()
+    assert trainer.create_scheduler(2).get_last_lr()[0] == pytest.approx(config.learning_rate)
+
+
 def test_sft_cli_trains_a_lora_adapter_usable_as_an_attacker(data, tmp_path, tiny_model_dir):
     out = tmp_path / "adapter"
     assert main(["sft", "--data", str(data), "--model", f"hf:{tiny_model_dir}", "--out", str(out),

@@ -1,5 +1,5 @@
 """What the trainers share (`sft.py`, `preference.py`): the base model's path, its tokenizer,
-LoRA settings, the output folder, and training then saving."""
+LoRA settings, the warm-up of short updates, the output folder, and training then saving."""
 
 from __future__ import annotations
 
@@ -56,6 +56,31 @@ def train_and_save(trainer, out: Path):
     trainer.save_model(str(out))
     trainer.processing_class.save_pretrained(str(out))
     return result
+
+
+def check_warmup_ratio(ratio: float) -> None:
+    """A share of the steps: transformers would read 1 or more as a number of steps."""
+    if not 0 <= ratio < 1:
+        raise MtsaError(f"--warmup-ratio must be at least 0 and below 1, got {ratio}")
+
+
+def floored_warmup(trainer_class: type) -> type:
+    """`trainer_class` with its warm-up ratio rounded down to whole steps.
+
+    Transformers rounds the ratio up, and its warm-up starts from a learning rate of 0, so the
+    first step of every update learns nothing: a one-step update (a Stage 2 iteration that made
+    a handful of pairs) would save the model unchanged, and a two-step one would do half its work.
+    Rounded down, an update shorter than 1 / ratio steps has no warm-up; longer ones warm up as
+    before."""
+
+    class FlooredWarmupTrainer(trainer_class):
+        def create_scheduler(self, num_training_steps, optimizer=None):
+            if 0 < self.args.warmup_steps < 1:  # a ratio: make it a whole number of steps
+                self.args.warmup_steps = int(num_training_steps * self.args.warmup_steps)
+            return super().create_scheduler(num_training_steps, optimizer)
+
+    FlooredWarmupTrainer.__name__ = FlooredWarmupTrainer.__qualname__ = trainer_class.__name__
+    return FlooredWarmupTrainer
 
 
 def checkpointing_argument(config_class: type, enabled: bool) -> dict:

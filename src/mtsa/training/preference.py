@@ -34,7 +34,9 @@ from mtsa.models.dtype import check_dtype_name, choose_dtype, chosen_dtypes
 from mtsa.training.common import (
     base_model_path,
     check_trainable_base,
+    check_warmup_ratio,
     checkpointing_argument,
+    floored_warmup,
     load_chat_tokenizer,
     lora_config,
     new_output_folder,
@@ -68,7 +70,8 @@ class PreferenceConfig:
     epochs: float = field(default=1.0, metadata=help_text("training epochs"))
     learning_rate: float = field(default=5e-5, metadata=help_text("peak learning rate (reference full FT: 1.41e-5)"))
     lr_scheduler: str = field(default="cosine", metadata=help_text("learning-rate schedule"))
-    warmup_ratio: float = field(default=0.1, metadata=help_text("share of steps spent warming up"))
+    warmup_ratio: float = field(default=0.1, metadata=help_text(
+        "share of steps spent warming up, rounded down (a short update has none)"))
     batch_size: int = field(default=2, metadata=help_text("pairs per device per step"))
     gradient_accumulation: int = field(default=1, metadata=help_text("steps per update"))
     max_length: int = field(default=2048, metadata=help_text(
@@ -89,6 +92,7 @@ class PreferenceConfig:
         check_dtype_name(self.dtype, "--dtype")
         if self.beta <= 0 or self.learning_rate <= 0 or self.epochs <= 0 or self.batch_size < 1:
             raise MtsaError("--beta, --learning-rate, --epochs and --batch-size must be positive")
+        check_warmup_ratio(self.warmup_ratio)
 
     @property
     def eta(self) -> float:
@@ -166,7 +170,7 @@ def build_trainer(config: PreferenceConfig):
         **checkpointing_argument(DPOConfig, config.gradient_checkpointing),
         bf16=gpu and dtype == torch.bfloat16, fp16=gpu and dtype == torch.float16, save_strategy="no",
         dataloader_pin_memory=gpu, report_to="none")
-    trainer_class = future_reward_trainer() if config.objective == "future_reward" else DPOTrainer
+    trainer_class = floored_warmup(future_reward_trainer() if config.objective == "future_reward" else DPOTrainer)
     trainer = trainer_class(model=model, args=args, train_dataset=pairs, processing_class=tokenizer,
                             peft_config=peft_config)
     trainer.shortened_pairs = shortened

@@ -21,7 +21,9 @@ from mtsa.models.dtype import check_dtype_name, choose_dtype, chosen_dtypes
 from mtsa.training.common import (
     base_model_path,
     check_trainable_base,
+    check_warmup_ratio,
     checkpointing_argument,
+    floored_warmup,
     load_chat_tokenizer,
     lora_config,
     new_output_folder,
@@ -55,7 +57,8 @@ class AttackerSFTConfig:
     epochs: float = field(default=3.0, metadata=help_text("training epochs"))
     learning_rate: float = field(default=2e-4, metadata=help_text("peak learning rate (reference full FT: 1e-5)"))
     lr_scheduler: str = field(default="cosine", metadata=help_text("learning-rate schedule"))
-    warmup_ratio: float = field(default=0.1, metadata=help_text("share of steps spent warming up"))
+    warmup_ratio: float = field(default=0.1, metadata=help_text(
+        "share of steps spent warming up, rounded down (a short update has none)"))
     batch_size: int = field(default=2, metadata=help_text("dialogues per device per step"))
     gradient_accumulation: int = field(default=4, metadata=help_text(
         "steps per update (effective batch = batch_size x this x devices)"))
@@ -74,6 +77,7 @@ class AttackerSFTConfig:
             raise MtsaError("--lora-layers must be >= 0")
         if self.epochs <= 0 or self.learning_rate <= 0 or self.batch_size < 1 or self.gradient_accumulation < 1:
             raise MtsaError("--epochs, --learning-rate, --batch-size and --gradient-accumulation must be positive")
+        check_warmup_ratio(self.warmup_ratio)
 
 
 def load_sft_rows(path: str):
@@ -137,7 +141,7 @@ def build_trainer(config: AttackerSFTConfig):
         # Mixed precision on GPUs only: on a CPU autocast would redo in bf16 what the base dtype decided.
         bf16=gpu and dtype == torch.bfloat16, fp16=gpu and dtype == torch.float16, save_strategy="no",
         dataloader_pin_memory=gpu, report_to="none")
-    trainer_class = SFTTrainer if gpu else _labelled_logits_trainer()
+    trainer_class = floored_warmup(SFTTrainer if gpu else _labelled_logits_trainer())
     trainer = trainer_class(model=model, args=args, train_dataset=tokenized, processing_class=tokenizer,
                             peft_config=peft_config)
     return trainer, rows, path
