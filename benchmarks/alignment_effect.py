@@ -41,7 +41,7 @@ import yaml
 
 from mtsa.atomic import write_json_atomic, write_jsonl_atomic
 from mtsa.demo import run_stage
-from mtsa.goals.loaders import Goal, load_goals
+from mtsa.goals.loaders import Goal, load_goals, read_rows
 from mtsa.judges.base import JudgeItem
 from mtsa.judges.registry import load_judge
 from mtsa.models.base import SamplingParams
@@ -354,7 +354,7 @@ def xstest_rates(path: Path) -> dict:
     refused), each by two judges."""
     if not path.is_file():
         return {}
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = read_rows(path)
     items = [JudgeItem(r["prompt"], r["reply"], [{"role": "user", "content": r["prompt"]}]) for r in rows]
     unsafe = [r["label"] == "unsafe" for r in rows]
     embedded, keyword = load_judge("embedded").score(items), load_judge("keyword").score(items)

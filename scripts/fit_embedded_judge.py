@@ -59,6 +59,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mtsa.goals.loaders import read_rows
 from mtsa.judges.base import JudgeItem
 from mtsa.judges.embedded import (
     FEATURE_NAMES,
@@ -153,7 +154,7 @@ def load_replies(path: Path) -> Dataset:
     refutes the request's premise is a refusal depends on the request (XSTest calls refuting a
     harmful premise a refusal and refuting a nonsense one an answer), which neither the reply
     features nor the reader see. P(helped) is multiplied by P(harmful request), which settles it."""
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_rows(path)
     helped = np.asarray([row["label"] == CLASSES[0] for row in rows], dtype=int)
     items = [JudgeItem(goal=row["request"], reply=row["reply"]) for row in rows]
     harmful = np.asarray([bool(row["harmful"]) for row in rows])

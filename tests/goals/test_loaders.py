@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mtsa.errors import MtsaError
-from mtsa.goals.loaders import Goal, goal_id, load_goals
+from mtsa.goals.loaders import Goal, goal_id, load_goals, read_rows
 
 TRAIN_GOALS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "train_goals.json"
 
@@ -272,3 +272,16 @@ def test_empty_goal_set(tmp_path, content):
     src = write(tmp_path / "g.json", content)
     message = error_of(src)
     assert src in message and "no goals" in message
+
+
+def test_jsonl_lines_end_at_newline_only(tmp_path):
+    # JSON leaves U+2028, U+2029 and U+0085 unescaped inside strings, and model replies hold them:
+    # a reader splitting at them (str.splitlines) broke a demo's SFT data in two.
+    from mtsa.atomic import write_jsonl_atomic
+
+    rows = [{"goal": "a\u2028b", "reply": "c\u2029d\x85e"}, {"goal": "plain"}]
+    path = tmp_path / "rows.jsonl"
+    write_jsonl_atomic(path, rows)
+    assert read_rows(path) == rows
+    path.write_text(path.read_text(encoding="utf-8").replace("\n", "\r\n"), encoding="utf-8", newline="")
+    assert read_rows(path) == rows  # Windows line endings too

@@ -32,7 +32,7 @@ from mtsa.adversarial.target_rewrite import Rewrite, safe_rewrites, source_count
 from mtsa.atomic import write_json_atomic, write_jsonl_atomic
 from mtsa.config import help_text
 from mtsa.errors import MtsaError
-from mtsa.goals.loaders import load_goals
+from mtsa.goals.loaders import load_goals, read_rows
 from mtsa.judges.base import JudgeItem
 from mtsa.judges.registry import check_judge, load_judge
 from mtsa.models.generation_server import GenerationServer
@@ -331,7 +331,6 @@ def stage1_data(attacker: str) -> Path | None:
 def reference_questions(path: Path) -> list[str]:
     """The attack questions of an SFT file (`mtsa synth`): every assistant message that parses."""
     from mtsa.attacker.format import parse_attack
-    from mtsa.goals.loaders import read_rows
 
     questions = []
     for row in read_rows(path):
@@ -346,7 +345,7 @@ def reference_questions(path: Path) -> list[str]:
 def load_or_make_rewrites(path: Path, todo, models: dict, config: TrainConfig,
                           settings: RolloutSettings) -> list[Rewrite]:
     if path.is_file():
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = read_rows(path)
         if len(rows) == len(todo):
             return [Rewrite(**row) for row in rows]
     fallback = load_model(config.rewrite_fallback) if config.rewrite_fallback and todo else None
@@ -420,7 +419,7 @@ def update(config: TrainConfig, pairs_path: Path, model: str, out: Path, objecti
     """One preference update in its own `mtsa preference` process; no pairs, no update (said so)."""
     from mtsa.demo import run_stage
 
-    if not any(line.strip() for line in pairs_path.read_text().splitlines()):
+    if not pairs_path.read_text(encoding="utf-8").strip():
         print(f"  no pairs in {pairs_path}: {out.name} is not updated this iteration")
         return {"skipped": "no pairs"}
     if out.exists() and not (out / "mtsa_preference.json").is_file():

@@ -131,9 +131,12 @@ def _parse_json(text: str, origin: str) -> list[Any]:
 
 
 def _parse_jsonl(text: str, origin: str) -> list[Any]:
-    """One JSON value per non-blank line; the error names the offending line."""
+    """One JSON value per non-blank line; the error names the offending line.
+
+    Lines end at "\n" only: str.splitlines would also cut at U+2028, U+2029 and U+0085, which
+    JSON leaves unescaped inside strings and model outputs do contain."""
     rows = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
