@@ -51,7 +51,7 @@ class DemoConfig:
 def run_demo(config: DemoConfig) -> dict:
     out = Path(config.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
-    small = {"turns": config.turns, "seed": config.seed, "target_max_tokens": 96, "attacker_max_tokens": 128,
+    small = {"turns": config.turns, "seed": config.seed, "target_max_tokens": 80, "attacker_max_tokens": 128,
              "resume": config.resume}
 
     # Alternate built-in goals between training and attack, so the attack is on unseen goals
