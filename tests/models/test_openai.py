@@ -63,6 +63,15 @@ def test_usage_estimated_when_server_omits_it() -> None:
     assert reply.prompt_tokens > 0 and reply.completion_tokens == (len(reply.text) + 3) // 4
 
 
+def test_replies_are_text_a_utf8_file_can_hold() -> None:
+    with FakeOpenAIServer(reply_fn=lambda messages: "a\ud800b") as fake:  # valid JSON, not valid UTF-8
+        [reply] = make_model(fake.base_url).generate([user("x")], PARAMS)
+    assert reply.text == "a?b"
+    with FakeOpenAIServer(reply_fn=lambda messages: [{"type": "text", "text": "hi"}], include_usage=False) as fake:
+        with pytest.raises(MtsaError, match="unexpected response"):
+            make_model(fake.base_url).generate([user("x")], PARAMS)
+
+
 def test_concurrency_limit_respected_and_used() -> None:
     with FakeOpenAIServer(delay_s=0.2) as fake:
         replies = make_model(fake.base_url, concurrency=4).generate([user(str(i)) for i in range(12)], PARAMS)

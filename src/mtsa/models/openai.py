@@ -207,10 +207,15 @@ class OpenAIChatModel:
         try:
             data = response.json()
             text = data["choices"][0]["message"]["content"] or ""
+            if not isinstance(text, str):
+                raise TypeError("the message content is not text")
         except (ValueError, KeyError, IndexError, TypeError):
             raise MtsaError(
                 f"unexpected response from the OpenAI-compatible server at {self.base_url}: {self._snippet(response)}"
             ) from None
+        # JSON may carry a lone surrogate ("\ud800"), which no UTF-8 file can hold: written as is,
+        # it would stop the run at its next append.
+        text = text.encode("utf-8", "replace").decode("utf-8")
         usage = data.get("usage") or {}
         prompt_tokens = usage.get("prompt_tokens")
         completion_tokens = usage.get("completion_tokens")
