@@ -80,6 +80,8 @@ def test_one_iteration_writes_pairs_updates_both_models_and_resumes(tiny_model_d
     assert all((folder / model / "adapter_config.json").is_file() for model in ("attacker", "target"))
     assert metrics["attacker_out"] == with_adapter_spec(f"hf:{tiny_model_dir}", folder / "attacker")
     assert metrics["attacker_update"]["steps"] >= 1 and metrics["target_update"]["pairs"] == len(target_pairs)
+    for name in ("attacker_update", "target_update"):  # every step logged, however short the update
+        assert len(metrics[name]["log"]) == metrics[name]["steps"]
     saved = json.loads((folder / "metrics.json").read_text())
     assert saved["attacker_sampling_asr"] == 1.0 and saved["target_pairs"] == 2
 

@@ -416,7 +416,9 @@ def write_pairs(path: Path, pairs: list[PreferencePair]) -> None:
 
 def update(config: TrainConfig, pairs_path: Path, model: str, out: Path, objective: str, beta: float,
            learning_rate: float) -> dict:
-    """One preference update in its own `mtsa preference` process; no pairs, no update (said so)."""
+    """One preference update in its own `mtsa preference` process; no pairs, no update (said so).
+    Every step is logged: an update here is often a few steps, and steps after the last logged
+    one leave no entry of their own in the log that metrics.json keeps."""
     from mtsa.demo import run_stage
 
     if not pairs_path.read_text(encoding="utf-8").strip():
@@ -431,7 +433,7 @@ def update(config: TrainConfig, pairs_path: Path, model: str, out: Path, objecti
         run_stage("preference", launcher=config.update_launcher, data=pairs_path, model=base, out=out,
                   objective=objective, beta=beta, learning_rate=learning_rate, epochs=config.train_epochs,
                   batch_size=config.train_batch_size, lora_layers=config.lora_layers,
-                  max_length=config.max_length, seed=config.seed, **adapter)
+                  max_length=config.max_length, seed=config.seed, logging_steps=1, **adapter)
     summary = json.loads((out / "mtsa_preference.json").read_text())
     return {k: summary[k] for k in ("train_loss", "steps", "pairs", "margins", "log") if k in summary}
 
