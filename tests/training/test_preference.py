@@ -2,6 +2,9 @@
 step that moves the margin towards its target, DPO end to end, one-line errors."""
 
 import json
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -163,3 +166,22 @@ def test_a_continued_update_takes_the_adapter_as_it_stood_for_its_reference(tiny
         adapted = hand_logps(PeftModel.from_pretrained(base, str(tmp_path / "out")).eval(), example)
     assert abs(adapted - from_base) > 0.05  # the first update moved the model
     assert example["ref_chosen_logps"] == pytest.approx(adapted, abs=1e-3)
+
+
+def test_an_update_runs_data_parallel(tiny_model_dir, tmp_path):
+    # Two CPU processes (torchrun, gloo), as `mtsa train --update-launcher "accelerate launch ..."`
+    # runs an update on GPUs: every rank must find the reference log-probs that rank 0 computed.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+               "-m", "mtsa.cli", "preference",
+               "--data", write_pairs(tmp_path / "pairs.jsonl"), "--model", f"hf:{tiny_model_dir}",
+               "--out", str(out), "--objective", "future_reward", "--beta", "0.01", "--batch-size", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "mtsa_preference.json").read_text())
+    assert summary["steps"] == 1  # one pair per process per step: the two shared the work
+    assert summary["pairs"] == 2 and summary["margins"]["pairs"] == 2  # both pairs' margins gathered
+    assert (out / "adapter_config.json").is_file() and not (out / "pairs_dataset").exists()

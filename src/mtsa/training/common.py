@@ -51,11 +51,38 @@ def new_output_folder(out: str) -> Path:
 
 
 def train_and_save(trainer, out: Path):
-    """Train; save the adapter (or model) and the tokenizer into `out`; return the train result."""
+    """Train; save the adapter (or model) and the tokenizer into `out`; return the train result.
+    In a data-parallel run the first process saves."""
     result = trainer.train()
     trainer.save_model(str(out))
-    trainer.processing_class.save_pretrained(str(out))
+    if trainer.is_world_process_zero():
+        trainer.processing_class.save_pretrained(str(out))
     return result
+
+
+def cpu_only() -> bool:
+    """No GPU and no Apple GPU: training runs on the CPU, and transformers is told so, which is
+    also what lets a data-parallel run of CPU processes (torchrun, gloo) share the work."""
+    import torch
+
+    return not torch.cuda.is_available() and not torch.backends.mps.is_available()
+
+
+PAIRS_FOLDER = "pairs_dataset"  # inside the output folder while training
+
+
+def dataset_in_files(rows: list[dict], folder: Path, args):
+    """`rows` as a `datasets.Dataset` stored in `folder`, written by the first process.
+
+    TRL caches the reference log-probs beside the dataset's files. An in-memory dataset has none,
+    so each process caches in a temporary folder of its own, and in a data-parallel run the other
+    processes fail to find what the first one computed."""
+    import datasets
+
+    with args.main_process_first(local=False, desc="writing the pairs"):
+        if args.process_index == 0:
+            datasets.Dataset.from_list(rows).save_to_disk(str(folder))
+    return datasets.load_from_disk(str(folder))
 
 
 def check_warmup_ratio(ratio: float) -> None:

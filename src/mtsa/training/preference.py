@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,10 +33,13 @@ from mtsa.config import help_text
 from mtsa.errors import MtsaError
 from mtsa.models.dtype import check_dtype_name, choose_dtype, chosen_dtypes
 from mtsa.training.common import (
+    PAIRS_FOLDER,
     base_model_path,
     check_trainable_base,
     check_warmup_ratio,
     checkpointing_argument,
+    cpu_only,
+    dataset_in_files,
     floored_warmup,
     load_chat_tokenizer,
     lora_config,
@@ -133,15 +137,18 @@ def run_preference(config: PreferenceConfig) -> dict:
                "shortened_pairs": trainer.shortened_pairs, "log": logged}
     if config.objective == "future_reward":
         summary["margins"] = margin_summary(trainer.achieved_margins())
-    write_json_atomic(out / "mtsa_preference.json", summary)
-    print(json.dumps({"out": str(out), "objective": config.objective, "train_loss": round(result.training_loss, 4),
-                      "steps": result.global_step, "pairs": len(pairs)}))
+    trainer.accelerator.wait_for_everyone()  # every process is done with the pairs' files
+    if trainer.is_world_process_zero():
+        shutil.rmtree(out / PAIRS_FOLDER, ignore_errors=True)
+        write_json_atomic(out / "mtsa_preference.json", summary)
+        print(json.dumps({"out": str(out), "objective": config.objective,
+                          "train_loss": round(result.training_loss, 4), "steps": result.global_step,
+                          "pairs": len(pairs)}))
     return summary
 
 
 def build_trainer(config: PreferenceConfig):
     """(a TRL DPOTrainer, or its future-reward subclass, ready to train; the pairs; the base model path)."""
-    import datasets
     import torch
     from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
@@ -150,7 +157,6 @@ def build_trainer(config: PreferenceConfig):
     path = base_model_path(config.model)
     tokenizer = load_chat_tokenizer(path, "preference pairs are chat conversations")
     rows, shortened = fit_pairs(rows, tokenizer, config.max_length)
-    pairs = datasets.Dataset.from_list(rows)
     gpu = torch.cuda.is_available()
     dtype = choose_dtype(config.dtype, "cuda" if gpu else "cpu", f"{config.model} (training)").torch_dtype
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
@@ -169,7 +175,10 @@ def build_trainer(config: PreferenceConfig):
         logging_steps=config.logging_steps, precompute_ref_log_probs=True,
         **checkpointing_argument(DPOConfig, config.gradient_checkpointing),
         bf16=gpu and dtype == torch.bfloat16, fp16=gpu and dtype == torch.float16, save_strategy="no",
-        dataloader_pin_memory=gpu, report_to="none")
+        dataloader_pin_memory=gpu, use_cpu=cpu_only(), report_to="none")
+    # After the arguments, which join the processes of a data-parallel run: each process loads
+    # the dataset the first one writes.
+    pairs = dataset_in_files(rows, Path(config.out) / PAIRS_FOLDER, args)
     trainer_class = floored_warmup(future_reward_trainer() if config.objective == "future_reward" else DPOTrainer)
     trainer = trainer_class(model=model, args=args, train_dataset=pairs, processing_class=tokenizer,
                             peft_config=peft_config)

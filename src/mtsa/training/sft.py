@@ -23,6 +23,7 @@ from mtsa.training.common import (
     check_trainable_base,
     check_warmup_ratio,
     checkpointing_argument,
+    cpu_only,
     floored_warmup,
     load_chat_tokenizer,
     lora_config,
@@ -103,10 +104,12 @@ def run_sft(config: AttackerSFTConfig) -> Path:
     out = new_output_folder(config.out)
     trainer, rows, path = build_trainer(config)
     result = train_and_save(trainer, out)
-    write_json_atomic(out / "mtsa_sft.json", {**dataclasses.asdict(config), "base_model_path": path,
-                                              "dtypes": chosen_dtypes(), "train_loss": result.training_loss,
-                                              "steps": result.global_step, "rows": len(rows)})
-    print(json.dumps({"out": str(out), "train_loss": round(result.training_loss, 4), "steps": result.global_step}))
+    if trainer.is_world_process_zero():
+        write_json_atomic(out / "mtsa_sft.json", {**dataclasses.asdict(config), "base_model_path": path,
+                                                  "dtypes": chosen_dtypes(), "train_loss": result.training_loss,
+                                                  "steps": result.global_step, "rows": len(rows)})
+        print(json.dumps({"out": str(out), "train_loss": round(result.training_loss, 4),
+                          "steps": result.global_step}))
     return out
 
 
@@ -140,7 +143,7 @@ def build_trainer(config: AttackerSFTConfig):
         logging_steps=config.logging_steps, **checkpointing_argument(SFTConfig, config.gradient_checkpointing),
         # Mixed precision on GPUs only: on a CPU autocast would redo in bf16 what the base dtype decided.
         bf16=gpu and dtype == torch.bfloat16, fp16=gpu and dtype == torch.float16, save_strategy="no",
-        dataloader_pin_memory=gpu, report_to="none")
+        dataloader_pin_memory=gpu, use_cpu=cpu_only(), report_to="none")
     trainer_class = floored_warmup(SFTTrainer if gpu else _labelled_logits_trainer())
     trainer = trainer_class(model=model, args=args, train_dataset=tokenized, processing_class=tokenizer,
                             peft_config=peft_config)
