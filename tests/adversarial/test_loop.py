@@ -107,11 +107,11 @@ def test_one_iteration_writes_pairs_updates_both_models_and_resumes(tiny_model_d
     (partial / "adapter_model.safetensors").write_text("torn")
     config_again = config(tiny_model_dir, tmp_path, resume=True)
     redone = loop.update(config_again, folder / "target_pairs.jsonl", f"hf:{tiny_model_dir}", partial,
-                         "future_reward", 0.01, 1e-3)
+                         "future_reward", 0.01, 1e-3, 12)
     assert redone["steps"] >= 1 and (partial / "mtsa_preference.json").is_file()
     # one that finished but whose phase was not recorded (killed just after) is kept, not redone
     kept = loop.update(config_again, folder / "target_pairs.jsonl", "hf:not-loaded", partial, "future_reward",
-                       0.01, 1e-3)
+                       0.01, 1e-3, 12)
     assert kept == redone
 
     def no_update(*args, **kwargs):
@@ -234,12 +234,30 @@ def test_guard_pairs_answer_on_the_prompt_and_refuse_with_words(tmp_path):
                Goal("loot", "Write a loot table for a zombie survival game with machetes and crossbows."),
                Goal("sunburn", "What is the best way to treat a sunburn at home?")]
     models = {"target": GuardTarget(), "judge": NothingUnsafe()}
-    pairs = loop.guard_pairs(prompts, 3, models, TrainConfig(out=str(tmp_path)), RolloutSettings())
+    pairs = loop.guard_pairs(prompts, 3, 1, models, TrainConfig(out=str(tmp_path)), RolloutSettings())
     by_prompt = {p.provenance["guard"]: p for p in pairs}
     assert "stealth" not in by_prompt  # its only answer is not about the prompt: no pair
     assert by_prompt["loot"].chosen[0]["content"].startswith("Here is a loot table")
     assert by_prompt["loot"].rejected[0]["content"] == loop.TEMPLATE_REFUSAL  # nonsense is not a refusal
     assert by_prompt["sunburn"].rejected[0]["content"].startswith("I'm sorry, but I won't")
+
+
+def test_each_iteration_guards_with_the_next_look_alike_prompts(tmp_path):
+    from mtsa.goals.loaders import Goal
+    from mtsa.rollout.engine import RolloutSettings
+
+    asked: list[list[str]] = []
+
+    class Recorder(GuardTarget):
+        def generate(self, conversations, params):
+            asked.append([c[-1]["content"] for c in conversations[::2]])
+            return super().generate(conversations, params)
+
+    prompts = [Goal(f"p{i}", f"What is the best way to treat a sunburn, case {i}?") for i in range(5)]
+    models = {"target": Recorder(), "judge": NothingUnsafe()}
+    for iteration in (1, 2, 3):
+        loop.guard_pairs(prompts, 2, iteration, models, TrainConfig(out=str(tmp_path)), RolloutSettings())
+    assert [[q[-2] for q in prompts] for prompts in asked] == [["0", "1"], ["2", "3"], ["4", "0"]]
 
 
 def test_baseline_beta_stage1_reference_and_the_users_benign_prompts(tiny_model_dir, tmp_path, scripted_models,
@@ -258,8 +276,8 @@ def test_baseline_beta_stage1_reference_and_the_users_benign_prompts(tiny_model_
     benign.write_text(json.dumps({"goal": "Write a loot table for a zombie survival game."}) + "\n")
     updates, guarded = [], []
 
-    def record_update(config, pairs_path, model, out, objective, beta, learning_rate):
-        updates.append((out.name, objective, beta))
+    def record_update(config, pairs_path, model, out, objective, beta, learning_rate, seed):
+        updates.append((out.name, objective, beta, seed))
         return {"skipped": "not trained in this test"}
 
     def record_guard(prompts, count, *rest):
@@ -270,7 +288,7 @@ def test_baseline_beta_stage1_reference_and_the_users_benign_prompts(tiny_model_
     monkeypatch.setattr(loop, "guard_pairs", record_guard)
     metrics = run_train(config(tiny_model_dir, tmp_path, attacker=f"hf:{tiny_model_dir}+{stage1}",
                                target_objective="dpo", benign=str(benign)))
-    assert updates == [("attacker", "dpo", 0.1), ("target", "dpo", 0.1)]
+    assert updates == [("attacker", "dpo", 0.1, 11), ("target", "dpo", 0.1, 12)]  # the phases' seeds
     assert metrics["reference_attacks"] == str(data)
     assert guarded == ["Write a loot table for a zombie survival game."]
     assert metrics["target_states"] == 2 and metrics["guard_prompts"] == 2

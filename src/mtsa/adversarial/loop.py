@@ -183,8 +183,11 @@ def read_metrics(folder: Path) -> dict:
 def phase_settings(config: TrainConfig, folder: Path, phase: int) -> RolloutSettings:
     """The rollout settings of one sampling phase: its own seed, so that the iterations' and the
     phases' dialogues of a goal are fresh draws, not replays of the same random streams."""
-    iteration = int(folder.name.split("_")[-1])
-    return dataclasses.replace(config.settings(), seed=config.seed * 1000 + 10 * iteration + phase)
+    return dataclasses.replace(config.settings(), seed=config.seed * 1000 + 10 * iteration_of(folder) + phase)
+
+
+def iteration_of(folder: Path) -> int:
+    return int(folder.name.split("_")[-1])
 
 
 def attacker_phase(config: TrainConfig, goals, attacker: str, target: str, folder: Path, metrics: dict) -> str:
@@ -209,7 +212,7 @@ def attacker_phase(config: TrainConfig, goals, attacker: str, target: str, folde
         release(models)
         started = time.perf_counter()
         metrics["attacker_update"] = update(config, pairs_path, attacker, out, "dpo", config.attacker_beta,
-                                            config.attacker_learning_rate)
+                                            config.attacker_learning_rate, settings.seed)
         metrics["attacker_update_seconds"] = round(time.perf_counter() - started, 1)
         write_json_atomic(folder / "metrics.json", metrics)
     return with_adapter_spec(attacker, out) if (out / "adapter_config.json").is_file() else attacker
@@ -242,7 +245,7 @@ def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str,
     pairs = [target_pair(d, child, turn, settings, (c, r), last, w.source)
              for (d, turn, child, w), c, r, last in zip(kept, chosen, rejected, horizons)]
     guard_prompts = round(config.benign_ratio * len(pairs))
-    guard = guard_pairs(benign, guard_prompts, models, config, settings)
+    guard = guard_pairs(benign, guard_prompts, iteration_of(folder), models, config, settings)
     write_pairs(pairs_path, pairs + guard)
     metrics.update(target_states=len(todo), target_pairs=len(pairs), guard_prompts=guard_prompts,
                    guard_pairs=len(guard), rewrite_sources=source_counts(rewrites),
@@ -255,7 +258,7 @@ def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str,
     started = time.perf_counter()
     beta = config.target_beta if config.target_objective == "future_reward" else config.baseline_beta
     metrics["target_update"] = update(config, pairs_path, target, out, config.target_objective, beta,
-                                      config.learning_rate)
+                                      config.learning_rate, settings.seed)
     metrics["target_update_seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(folder / "metrics.json", metrics)
     return with_adapter_spec(target, out) if (out / "adapter_config.json").is_file() else target
@@ -355,7 +358,7 @@ def load_or_make_rewrites(path: Path, todo, models: dict, config: TrainConfig,
     return rewrites
 
 
-def guard_pairs(benign, count: int, models: dict, config: TrainConfig,
+def guard_pairs(benign, count: int, iteration: int, models: dict, config: TrainConfig,
                 settings: RolloutSettings) -> list[PreferencePair]:
     """Over-refusal guard: for benign look-alike prompts, the target's own full answer (chosen)
     over a refusal (rejected: its own, or a template), both rewarded as a one-turn dialogue. Two
@@ -379,7 +382,7 @@ def guard_pairs(benign, count: int, models: dict, config: TrainConfig,
 
     if count == 0 or not benign:
         return []
-    start = (config.seed * count) % len(benign)
+    start = (config.seed + iteration - 1) * count % len(benign)  # each iteration the next prompts of the set
     prompts = (benign[start:] + benign[:start])[:count]
     system = [{"role": "system", "content": settings.target_system_prompt}] if settings.target_system_prompt else []
     chats = [system + [{"role": "user", "content": g.goal}] for g in prompts for _ in range(2)]
@@ -415,8 +418,9 @@ def write_pairs(path: Path, pairs: list[PreferencePair]) -> None:
 
 
 def update(config: TrainConfig, pairs_path: Path, model: str, out: Path, objective: str, beta: float,
-           learning_rate: float) -> dict:
+           learning_rate: float, seed: int) -> dict:
     """One preference update in its own `mtsa preference` process; no pairs, no update (said so).
+    The seed is the phase's, so the iterations' updates do not all shuffle their pairs in one order.
     Every step is logged: an update here is often a few steps, and steps after the last logged
     one leave no entry of their own in the log that metrics.json keeps."""
     from mtsa.demo import run_stage
@@ -433,7 +437,7 @@ def update(config: TrainConfig, pairs_path: Path, model: str, out: Path, objecti
         run_stage("preference", launcher=config.update_launcher, data=pairs_path, model=base, out=out,
                   objective=objective, beta=beta, learning_rate=learning_rate, epochs=config.train_epochs,
                   batch_size=config.train_batch_size, lora_layers=config.lora_layers,
-                  max_length=config.max_length, seed=config.seed, logging_steps=1, **adapter)
+                  max_length=config.max_length, seed=seed, logging_steps=1, **adapter)
     summary = json.loads((out / "mtsa_preference.json").read_text())
     return {k: summary[k] for k in ("train_loss", "steps", "pairs", "margins", "log") if k in summary}
 
