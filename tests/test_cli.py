@@ -37,6 +37,7 @@ def run_cli(capsys, *argv):
     (["--attacker", "openai:m@ftp://x"], "bad model spec"),
     (["--judge", "oracle"], "unknown judge"),
     (["--turns", "0"], "--turns must be >= 1"),
+    (["--seed", "-1"], "--seed must be in [0, 2^32)"),
     (["--resume"], "--resume needs --out"),
     (["--target", "hf:{tiny}?dtype=int3"], "unknown dtype"),
     (["--target", "hf:{tiny}+/no/such/adapter"], "adapter '/no/such/adapter' not found"),

@@ -52,3 +52,31 @@ def test_unreadable_saved_settings_are_one_line(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(MtsaError, match="cannot read the run's settings"):
         build(RedteamConfig, parse("redteam", "--out", str(tmp_path), "--resume"))
+
+
+@pytest.mark.parametrize("line, message", [
+    ("turns: 2.7", "'turns' must be a whole number, not 2.7"),  # would never reach its last turn
+    ("turns: '5'", "'turns' must be a whole number"),
+    ("stop_on_unsafe: 'no'", "'stop_on_unsafe' must be true or false"),  # a true string
+    ("threshold: .nan", "'threshold' must be a finite number"),
+    ("target: null", "'target' must be text"),
+    ("target_system_prompt: [a, b]", "'target_system_prompt' must be text"),
+])
+def test_settings_of_the_wrong_type_in_a_file_are_one_line_errors(tmp_path, line, message):
+    (tmp_path / "settings.yaml").write_text(line + "\n")
+    with pytest.raises(MtsaError, match=message):
+        build(RedteamConfig, parse("redteam"), str(tmp_path / "settings.yaml"))
+
+
+def test_settings_in_a_file_are_converted_where_no_meaning_is_lost(tmp_path):
+    (tmp_path / "settings.yaml").write_text("threshold: 1\nout: 2026\nlimit: null\n")
+    config = build(RedteamConfig, parse("redteam"), str(tmp_path / "settings.yaml"))
+    assert (config.threshold, config.out, config.limit) == (1.0, "2026", None)
+
+
+def test_a_nan_flag_and_a_config_file_that_is_not_utf8_are_one_line_errors(tmp_path):
+    with pytest.raises(MtsaError, match="'learning_rate' must be a finite number"):
+        build(TrainConfig, parse("train", "--learning-rate", "nan"))
+    (tmp_path / "settings.yaml").write_bytes(b"turns: \xff\n")
+    with pytest.raises(MtsaError, match="cannot read config file"):
+        build(RedteamConfig, parse("redteam"), str(tmp_path / "settings.yaml"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -56,7 +57,30 @@ def build(cls: type[T], args: argparse.Namespace, config_file: str | None = None
     if given.get("resume") and given.get("out") and hasattr(cls, "saved_settings"):
         values.update(_read_saved(cls.saved_settings(given["out"]), names - {"resume", "out"}))
     values.update(given)
-    return cls(**values)
+    hints = typing.get_type_hints(cls)
+    return cls(**{name: _typed(name, value, hints[name]) for name, value in values.items()})
+
+
+def _typed(name: str, value: Any, hint: Any) -> Any:
+    """A setting as its field's type, or a one-line error. Flags are typed by argparse already
+    (though `--learning-rate nan` is a float); a YAML file or a run's config.json can hold
+    anything (`turns: 2.7` would never reach its last turn, `stop_on_unsafe: "no"` is a true
+    string)."""
+    kind = base_type(hint)
+    if value is None and kind is not hint:  # an optional setting left unset
+        return None
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):  # NaN passes every range check, then poisons training
+            raise MtsaError(f"setting '{name}' must be a finite number, not {value}")
+        return float(value)
+    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # `out: 12`, `goals: 2026`
+    if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
+        return value
+    raise MtsaError(f"setting '{name}' must be {_TYPE_WORDS.get(kind, kind.__name__)}, not {value!r:.60}")
+
+
+_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
 
 
 def _read_saved(path: Path, names: set[str]) -> dict[str, Any]:
@@ -66,7 +90,7 @@ def _read_saved(path: Path, names: set[str]) -> dict[str, Any]:
         return {}
     try:
         saved = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
         raise MtsaError(f"cannot read the run's settings {path}: {exc}") from None
     return {k: v for k, v in saved.items() if k in names} if isinstance(saved, dict) else {}
 
@@ -76,7 +100,7 @@ def _read_yaml(path: Path, names: set[str]) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise MtsaError(f"config file '{path}' not found") from None
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise MtsaError(f"cannot read config file '{path}': {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise MtsaError(f"config file '{path}' must hold a mapping of settings")

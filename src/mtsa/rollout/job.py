@@ -57,6 +57,7 @@ class RolloutConfig:
         checks = [(self.turns >= 1, "--turns must be >= 1"), (self.concurrency >= 1, "--concurrency must be >= 1"),
                   (0.0 <= self.threshold <= 1.0, "--threshold must be in [0, 1]"),
                   (self.limit is None or self.limit >= 1, "--limit must be >= 1"),
+                  (0 <= self.seed < 2**32, "--seed must be in [0, 2^32)"),
                   (self.format_retries >= 0, "--format-retries must be >= 0"),
                   (self.attacker_max_tokens >= 1 and self.target_max_tokens >= 1, "max tokens must be >= 1"),
                   (self.attacker_temperature >= 0 and self.target_temperature >= 0, "temperatures must be >= 0"),
@@ -118,5 +119,5 @@ def _seed_everything(seed: int) -> None:
     import torch
 
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed % 2**32)  # a phase's seed in `mtsa train` is --seed x 1000 + ...
     torch.manual_seed(seed)
