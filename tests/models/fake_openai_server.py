@@ -40,6 +40,7 @@ class FakeOpenAIServer:
         require_key: if set, requests without `Authorization: Bearer <key>` get a 401
             whose message echoes the key received, as OpenAI does (to test masking).
         include_usage: whether replies carry a `usage` object.
+        usage: sent as it is in place of the token counts (what a broken proxy might send).
         reply_fn: builds the reply text from the request's messages (default: the echo).
         model_id: the base model the server lists under `/v1/models`.
         lora: whether it loads LoRA adapters at run time, as vLLM's `/v1/load_lora_adapter`
@@ -56,6 +57,7 @@ class FakeOpenAIServer:
         reply_fn: Callable[[list[dict[str, Any]]], str] | None = None,
         model_id: str = "fake-model",
         lora: bool = False,
+        usage: Any = None,
     ) -> None:
         self.model_id = model_id
         self.lora = lora
@@ -66,6 +68,7 @@ class FakeOpenAIServer:
         self.fail_status = fail_status
         self.require_key = require_key
         self.include_usage = include_usage
+        self.usage = usage
         self.requests: list[RecordedRequest] = []
         self.max_in_flight = 0
         self._in_flight = 0
@@ -146,7 +149,9 @@ class FakeOpenAIServer:
             "model": body.get("model"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         }
-        if self.include_usage:
+        if self.usage is not None:
+            reply["usage"] = self.usage
+        elif self.include_usage:
             prompt_words = sum(len(m.get("content", "").split()) for m in messages)
             reply["usage"] = {
                 "prompt_tokens": prompt_words,

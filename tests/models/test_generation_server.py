@@ -51,3 +51,15 @@ def test_a_server_without_runtime_lora_and_an_unreachable_one_are_one_line_error
         GenerationServer(url).base()
     with pytest.raises(MtsaError, match="http"):
         GenerationServer("localhost:8000/v1")
+
+
+def test_the_api_key_is_sent_and_never_shown_in_errors(monkeypatch):
+    monkeypatch.setenv("MTSA_TEST_SERVER_KEY", "  sk-gen/secret+42\n")  # pasted with spaces and a newline
+    with FakeOpenAIServer(model_id="base", require_key="sk-gen/secret+42") as fake:
+        assert GenerationServer(fake.base_url, "MTSA_TEST_SERVER_KEY").base()["id"] == "base"
+    with FakeOpenAIServer(model_id="base", require_key="another-key") as fake:  # it echoes the key it got
+        with pytest.raises(MtsaError, match="HTTP 401") as error:
+            GenerationServer(fake.base_url, "MTSA_TEST_SERVER_KEY").base()
+    assert "sk-gen" not in str(error.value) and "***" in str(error.value)
+    with pytest.raises(MtsaError, match="not a valid URL"):
+        GenerationServer("http://[::1/v1")

@@ -11,7 +11,7 @@ from fake_openai_server import FakeOpenAIServer
 
 from mtsa.errors import MtsaError
 from mtsa.models.base import Conversation, SamplingParams
-from mtsa.models.openai import OpenAIChatModel, parse_retry_after
+from mtsa.models.openai import OpenAIChatModel, mask_key, parse_retry_after
 
 PARAMS = SamplingParams(temperature=0.0, top_p=0.9, max_new_tokens=32, seed=7)
 KEY_ENV = "MTSA_TEST_OPENAI_KEY"
@@ -220,3 +220,27 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after("86400") == 30.0  # capped
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
     assert parse_retry_after("soon") is None
+
+
+def test_the_key_is_masked_in_the_forms_a_server_echoes_it() -> None:
+    key = "sk-a/b+c"
+    echoed = 'raw sk-a/b+c, json-escaped "sk-a\\/b+c"'
+    assert mask_key(echoed, key) == 'raw ***, json-escaped "***"'
+    assert mask_key(echoed, None) == echoed
+
+
+def test_a_key_with_spaces_around_is_trimmed_and_one_no_header_can_carry_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, f" {SECRET}\n")
+    with FakeOpenAIServer(require_key=SECRET) as fake:
+        make_model(fake.base_url).generate([user("hi")], PARAMS)
+    monkeypatch.setenv(KEY_ENV, f"\u201c{SECRET}\u201d")  # pasted with curly quotes
+    with pytest.raises(MtsaError, match="characters an HTTP header cannot carry") as error:
+        make_model("http://127.0.0.1:9/v1")
+    assert SECRET not in str(error.value)
+
+
+def test_usage_that_is_not_token_counts_is_estimated() -> None:
+    with FakeOpenAIServer(usage=[1]) as fake:
+        reply = make_model(fake.base_url).generate([user("hi")], PARAMS)[0]
+    assert reply.prompt_tokens > 0 and reply.completion_tokens > 0

@@ -13,12 +13,12 @@ A model without an adapter addresses the base model itself.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import httpx
 
 from mtsa.errors import MtsaError
+from mtsa.models.openai import check_url, mask_key, read_api_key
 from mtsa.models.spec import ModelSpec
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -31,10 +31,9 @@ class GenerationServer:
     model. The API key, if the server wants one, is read from `api_key_env` and never logged."""
 
     def __init__(self, url: str, api_key_env: str = "OPENAI_API_KEY") -> None:
-        if not url.startswith(("http://", "https://")):
-            raise MtsaError(f"--generation-server must be an http(s) URL ending in /v1, got {url!r}")
+        check_url(url, "--generation-server")
         self.url = url.rstrip("/")
-        self.api_key_env = api_key_env
+        self._api_key = read_api_key(api_key_env)
         self._base: dict | None = None
 
     def spec_for(self, spec: ModelSpec) -> str | None:
@@ -71,11 +70,10 @@ class GenerationServer:
         response = self._request("POST", "/load_lora_adapter", {"lora_name": name, "lora_path": str(path)},
                                  ok=(200, 400))
         if response.status_code == 400 and "already" not in response.text.lower():
-            raise MtsaError(f"--generation-server {self.url} refused adapter {path}: {one_line(response.text)}")
+            raise MtsaError(f"--generation-server {self.url} refused adapter {path}: {self._one_line(response.text)}")
 
     def _request(self, method: str, path: str, body: dict | None = None, ok=(200,)) -> httpx.Response:
-        key = os.environ.get(self.api_key_env)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         try:
             response = httpx.request(method, self.url + path, json=body, headers=headers, timeout=TIMEOUT_S)
         except httpx.HTTPError as exc:
@@ -85,8 +83,12 @@ class GenerationServer:
                             "and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True")
         if response.status_code not in ok:
             raise MtsaError(f"--generation-server {self.url}{path}: HTTP {response.status_code}: "
-                            f"{one_line(response.text)}")
+                            f"{self._one_line(response.text)}")
         return response
+
+    def _one_line(self, text: str, limit: int = 200) -> str:
+        """A server's message, shortened to one line, the API key masked (some servers echo it)."""
+        return mask_key(" ".join(text.split()), self._api_key)[:limit]
 
 
 def adapter_name(adapter: str) -> str:
@@ -98,6 +100,3 @@ def adapter_name(adapter: str) -> str:
     digest = hashlib.sha256(f"{path}:{stamp}".encode()).hexdigest()[:8]
     return f"mtsa-{path.parent.name}-{path.name}-{digest}"
 
-
-def one_line(text: str, limit: int = 200) -> str:
-    return " ".join(text.split())[:limit]

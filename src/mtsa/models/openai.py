@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import os
 import random
@@ -86,9 +87,8 @@ class OpenAIChatModel:
             raise MtsaError(f"concurrency must be at least 1, got {concurrency}")
         if max_retries < 0:
             raise MtsaError(f"max_retries must be at least 0, got {max_retries}")
-        if not base_url.startswith(("http://", "https://")):
-            # Caught here: httpx would report it per request, and the retries would hide it.
-            raise MtsaError(f"the server URL must start with http:// or https://, got {base_url!r}")
+        # Checked here: httpx would report it per request, and the retries would hide it.
+        check_url(base_url, "the server URL")
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.api_key_env = api_key_env
@@ -98,7 +98,7 @@ class OpenAIChatModel:
         self.context_tokens = context_tokens
         self.retry_backoff_s = retry_backoff_s
         self.name = f"openai:{model}@{self.base_url}"
-        self._api_key = os.environ.get(api_key_env) or None
+        self._api_key = read_api_key(api_key_env)
 
     def __repr__(self) -> str:
         # Spelled out so that no future attribute (the key above all) slips into logs.
@@ -216,13 +216,12 @@ class OpenAIChatModel:
         # JSON may carry a lone surrogate ("\ud800"), which no UTF-8 file can hold: written as is,
         # it would stop the run at its next append.
         text = text.encode("utf-8", "replace").decode("utf-8")
-        usage = data.get("usage") or {}
-        prompt_tokens = usage.get("prompt_tokens")
-        completion_tokens = usage.get("completion_tokens")
-        return Reply(
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        return Reply(  # token counts a server leaves out, or sends as something else, are estimated
             text=text,
-            prompt_tokens=prompt_tokens if prompt_tokens is not None else estimate_prompt_tokens(conversation),
-            completion_tokens=completion_tokens if completion_tokens is not None else estimate_tokens(text),
+            prompt_tokens=prompt_tokens if is_count(prompt_tokens) else estimate_prompt_tokens(conversation),
+            completion_tokens=completion_tokens if is_count(completion_tokens) else estimate_tokens(text),
         )
 
     def _backoff(self, attempt: int) -> float:
@@ -251,10 +250,41 @@ class OpenAIChatModel:
         return self._one_line(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
     def _one_line(self, text: str) -> str:
-        text = " ".join(text.split())
-        if self._api_key:
-            text = text.replace(self._api_key, "***")
+        text = mask_key(" ".join(text.split()), self._api_key)
         return text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 3] + "..."
+
+
+def check_url(url: str, what: str) -> None:
+    """A one-line error now for a URL no request could be sent to."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise MtsaError(f"{what} {url!r} is not a valid URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise MtsaError(f"{what} must start with http:// or https:// and name a host, got {url!r}")
+
+
+def read_api_key(env: str) -> str | None:
+    """The API key in `$env`, without the spaces or newline a paste leaves around it (a header
+    holding a newline is refused by httpx with the key in its message). A key that is not
+    printable ASCII cannot be sent in a header at all: said here, without the key."""
+    key = (os.environ.get(env) or "").strip()
+    if key and not (key.isascii() and key.isprintable()):
+        raise MtsaError(f"the API key in ${env} holds characters an HTTP header cannot carry (a pasted quote?)")
+    return key or None
+
+
+def mask_key(text: str, key: str | None) -> str:
+    """`text` with the API key masked, also in the JSON-escaped forms a server may echo it in."""
+    if key:
+        for form in sorted({key, json.dumps(key)[1:-1], json.dumps(key)[1:-1].replace("/", "\\/")}, key=len,
+                           reverse=True):
+            text = text.replace(form, "***")
+    return text
+
+
+def is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def parse_retry_after(value: str | None) -> float | None:
