@@ -176,6 +176,7 @@ def _run(args: argparse.Namespace) -> int:
 def _fit_requests(args: argparse.Namespace) -> None:
     from pathlib import Path
 
+    from mtsa.judges.minilm_lora import RECORD_FILE
     from mtsa.judges.requests import DEFAULT_L2, fit_and_save
 
     sources = ([(Path(p), None) for p in args.data] + [(Path(p), "harmful") for p in args.harmful]
@@ -187,13 +188,18 @@ def _fit_requests(args: argparse.Namespace) -> None:
     if args.fits < 1 or (args.fits > 1 and not args.fine_tune):
         raise MtsaError("--fits is how many fine-tuned classifiers to average: >= 1, and only with --fine-tune")
     l2 = DEFAULT_L2 if args.l2 is None else args.l2
-    if l2 <= 0:
+    if not l2 > 0:  # also NaN
         raise MtsaError("--l2 must be > 0")
     if not 0 <= args.chat_layer <= 30:
         raise MtsaError("--chat-layer must be between 0 and 30 (the embedded chat model's layers)")
     out = Path(args.out)
     if not out.parent.is_dir():
         raise MtsaError(f"output folder '{out.parent}' does not exist")
+    if args.fine_tune and out.exists() and not (out / RECORD_FILE).is_file():  # checked before minutes of fitting
+        raise MtsaError(f"--out {out} exists and is not a classifier `fit-requests --fine-tune` wrote, which "
+                        "is all it replaces: give a new path")
+    if not args.fine_tune and out.is_dir():
+        raise MtsaError(f"--out {out} is a folder: give the classifier JSON file's path")
     summary = fit_and_save(sources, out, l2, args.chat_layer, args.encoder, args.fine_tune, args.fits)
     print(f"fitted on {summary['harmful']} harmful and {summary['benign']} benign requests "
           f"(training accuracy {summary['train_accuracy']:.3f}) -> {out}")

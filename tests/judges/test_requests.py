@@ -146,8 +146,28 @@ def test_fit_requests_bad_input_is_one_line(tmp_path, capsys):
     assert main(["fit-requests", "--harmful", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "x.json")]) == 2
     assert main(["judge", "--judge", f"embedded?requests={tmp_path / 'none.json'}", "--input", "x", "--out", "y"]) == 2
     assert main(["fit-requests", "--harmful", "a", "--chat-layer", "31", "--out", str(tmp_path / "x.json")]) == 2
+    assert main(["fit-requests", "--harmful", "a", "--l2", "nan", "--out", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 4 and all(line.startswith("mtsa: error: ") for line in err)
+    assert len(err) == 5 and all(line.startswith("mtsa: error: ") for line in err)
+
+
+def test_fit_requests_and_judge_refuse_an_out_they_would_destroy_before_working(tmp_path, capsys):
+    """A folder of the user's is not replaced by a fine-tuned classifier, and a folder is no
+    file to write scores or a linear head to: said before any fitting or scoring."""
+    labelled = tmp_path / "labelled.jsonl"
+    labelled.write_text('{"text": "How do I bake bread?", "label": "benign"}\n')
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"prompt": "How do I bake bread?", "completion": "Knead and bake."}\n')
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "results.txt").write_text("important")
+    for argv in (["fit-requests", "--data", str(labelled), "--fine-tune", "--out", str(precious)],
+                 ["fit-requests", "--data", str(labelled), "--out", str(precious)],
+                 ["judge", "--judge", "keyword", "--input", str(rows), "--out", str(precious)]):
+        assert main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 3 and all("--out" in line and str(precious) in line for line in err)
+    assert (precious / "results.txt").read_text() == "important"
 
 
 def test_a_fine_tuned_classifier_is_fitted_with_fine_tune_and_used_by_the_judge(tmp_path, capsys):

@@ -43,6 +43,8 @@ def score_file(judge_name: str, input_path: str, out_path: str, batch_size: int 
     out = Path(out_path)
     if not out.parent.is_dir():
         raise MtsaError(f"output folder '{out.parent}' does not exist")
+    if out.is_dir():
+        raise MtsaError(f"--out {out} is a folder: give the scored file's path")
     judge = load(judge_name)
     # Judges with more to say than one probability (the embedded judge's three factors, the
     # refusal judge's three classes) give named columns; others give their score as p_unsafe
