@@ -159,3 +159,17 @@ def test_kill_9_then_resume_finishes_without_redoing_or_losing(tmp_path, goals_f
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_dialogues"] == 6 and len(summary["asr_by_turn"]) == 2
     assert summary["attacker"].startswith("openai:attacker@") and summary["judge"] == "keyword"
+
+
+def test_a_run_of_another_command_or_unreadable_settings_are_not_resumed(capsys, tmp_path, tiny_model_dir):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"command": "train", "iterations": 3}))
+    argv = ["redteam", "--judge", "keyword", "--attacker", f"hf:{tiny_model_dir}", "--out", str(run), "--resume"]
+    code, err = run_cli(capsys, *argv)
+    assert code == 2 and "holds a `mtsa train` run, which `mtsa redteam` cannot resume" in err
+    (run / "config.json").write_text("[1, 2]")
+    code, err = run_cli(capsys, *argv)
+    assert code == 2 and err.count("\n") == 1 and "holds no settings" in err
+    assert json.loads((run / "config.json").read_text()) == [1, 2] and sorted(p.name for p in run.iterdir()) == [
+        "config.json"]

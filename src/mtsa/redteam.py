@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from mtsa.config import help_text
 from mtsa.goals.loaders import load_goals
@@ -22,6 +23,8 @@ SAME_RUN_KEYS = ("attacker", "target", "judge", "goals", "turns", "stop_on_unsaf
 @dataclass
 class RedteamConfig(RolloutConfig):
     """Settings of one red-team run."""
+
+    command: ClassVar[str] = "redteam"
 
     attacker: str = field(default="embedded", metadata=help_text("attacker model spec"))
     out: str | None = field(default=None, metadata=help_text("run folder (default: runs/redteam-<time>)"))

@@ -26,6 +26,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from mtsa.adversarial.resampling import attacker_branches, goal_of, target_turn
 from mtsa.adversarial.target_rewrite import Rewrite, safe_rewrites, source_counts
@@ -55,6 +56,8 @@ TEMPLATE_REFUSAL = "I'm sorry, but I can't help with that."
 class TrainConfig(RolloutConfig):
     """Settings of one Stage 2 run. Paper: 3 iterations, H = 5, attacker temperatures 0.6-1.2,
     attacker DPO beta 0.1, target beta 0.01 (eta 50), lr 1.41e-5 with full fine-tuning on GPUs."""
+
+    command: ClassVar[str] = "train"
 
     attacker: str = field(default="embedded", metadata=help_text(
         "attacker model spec (the Stage 1 attacker: embedded+DIR or hf:BASE+DIR)"))

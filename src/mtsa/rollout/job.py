@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from tqdm import tqdm
 
@@ -29,6 +30,8 @@ from mtsa.rollout.run_folder import CONFIG, RunFolder
 @dataclass
 class RolloutConfig:
     """Settings every rollout job has. Defaults follow the paper's released code where it has one."""
+
+    command: ClassVar[str]  # the `mtsa` command of the job, recorded in its run folder
 
     target: str = field(default="embedded", metadata=help_text("target model spec"))
     judge: str = field(default="embedded", metadata=help_text(
@@ -82,7 +85,7 @@ class RolloutConfig:
 
     def resolved(self, out: str) -> dict:
         """The settings as written to the run folder's config.json."""
-        return {**dataclasses.asdict(self), "out": out}
+        return {**dataclasses.asdict(self), "out": out, "command": self.command}
 
 
 def load_target_and_judge(target_spec: ModelSpec, judge_name: str,

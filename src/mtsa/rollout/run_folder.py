@@ -41,8 +41,13 @@ class RunFolder:
                             "or choose another --out")
         try:
             old = json.loads(existing.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
             raise MtsaError(f"cannot read {existing}: {exc}") from None
+        if not isinstance(old, dict):
+            raise MtsaError(f"cannot read {existing}: it holds no settings")
+        if old.get("command", config.get("command")) != config.get("command"):  # runs before 2026-11-30 have none
+            raise MtsaError(f"'{self.path}' holds a `mtsa {old['command']}` run, which `mtsa {config['command']}` "
+                            "cannot resume")
         changed = [key for key in same_run_keys if not _same_setting(old.get(key), config.get(key))]
         if changed:
             raise MtsaError(f"cannot resume '{self.path}': {', '.join(changed)} differ from the original run")

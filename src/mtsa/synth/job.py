@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from mtsa.atomic import write_jsonl_atomic
 from mtsa.attacker.strategies import STRATEGIES
@@ -36,6 +37,8 @@ STRATEGY_NAMES = ",".join(s.name for s in STRATEGIES)
 @dataclass
 class SynthConfig(RolloutConfig):
     """Settings of one data synthesis run."""
+
+    command: ClassVar[str] = "synth"
 
     generator: str = field(default="embedded", metadata=help_text("model spec of the model playing the attacker"))
     offline_templates: bool = field(default=False, metadata=help_text(
