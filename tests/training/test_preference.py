@@ -117,7 +117,9 @@ def test_dpo_trains_saves_and_an_adapter_can_be_trained_further(tiny_model_dir, 
 
 def test_bad_input_is_a_one_line_error(tiny_model_dir, tmp_path):
     missing = tmp_path / "no_rewards.jsonl"
-    missing.write_text(json.dumps({"prompt": [], "chosen": [], "rejected": []}) + "\n")
+    missing.write_text(json.dumps({"prompt": [{"role": "user", "content": "hi"}],
+                                   "chosen": [{"role": "assistant", "content": "a"}],
+                                   "rejected": [{"role": "assistant", "content": "b"}]}) + "\n")
     with pytest.raises(MtsaError, match="chosen_reward"):
         build_trainer(config(tiny_model_dir, tmp_path, data=str(missing)))
     with pytest.raises(MtsaError, match="only local weights"):
@@ -128,6 +130,33 @@ def test_bad_input_is_a_one_line_error(tiny_model_dir, tmp_path):
         config(tiny_model_dir, tmp_path, adapter=str(tmp_path / "nowhere"))
     with pytest.raises(MtsaError, match="warmup-ratio"):  # transformers would read 1 as one step
         config(tiny_model_dir, tmp_path, warmup_ratio=1.0)
+    for setting, message in [({"lora_r": 0}, "--lora-r"), ({"lora_dropout": 2.0}, "--lora-dropout"),
+                             ({"gradient_accumulation": 0}, "--gradient-accumulation"),
+                             ({"lr_scheduler": "foo"}, "--lr-scheduler must be one of"),
+                             ({"max_length": 0}, "--max-length"), ({"max_steps": 0}, "--max-steps")]:
+        with pytest.raises(MtsaError, match=message):
+            config(tiny_model_dir, tmp_path, **setting)
+
+
+def test_pairs_a_chat_template_or_the_loss_cannot_take_are_one_line_errors(tiny_model_dir, tmp_path):
+    chat = [{"role": "user", "content": "hi"}]
+    answer = [{"role": "assistant", "content": "hello"}]
+    bad_rows = {"nan_reward": {"prompt": chat, "chosen": answer, "rejected": answer, "chosen_reward": "nan",
+                               "rejected_reward": 0.0},
+                "number_content": {"prompt": [{"role": "user", "content": 5}], "chosen": answer, "rejected": answer,
+                                   "chosen_reward": 1.0, "rejected_reward": 0.0},
+                "string_message": {"prompt": ["hi"], "chosen": answer, "rejected": answer, "chosen_reward": 1.0,
+                                   "rejected_reward": 0.0}}
+    for name, row in bad_rows.items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text(json.dumps(row) + "\n")
+        with pytest.raises(MtsaError, match="row 1 needs"):
+            build_trainer(config(tiny_model_dir, tmp_path, data=str(path), objective="future_reward"))
+    with pytest.raises(MtsaError, match="no module named nope"):
+        build_trainer(config(tiny_model_dir, tmp_path, lora_target_modules="q_proj,nope"))
+    (tmp_path / "a_file").write_text("keep")
+    with pytest.raises(MtsaError, match="is a file"):
+        run_preference(config(tiny_model_dir, tmp_path, out=str(tmp_path / "a_file")))
 
 
 def test_long_prompts_lose_their_oldest_turns_not_the_pair(tiny_model_dir):

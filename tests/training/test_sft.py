@@ -70,6 +70,8 @@ def test_the_terminal_shows_our_progress_and_results_not_library_noise(data, tmp
     ("{not json\n", "malformed JSON on line 1"),
     (json.dumps({"text": "hi"}) + "\n", "no 'messages' list"),
     (json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n", "no assistant"),
+    (json.dumps({"messages": [{"role": "assistant", "content": 5}]}) + "\n", "no 'messages' list"),
+    (json.dumps({"messages": []}) + "\n", "no 'messages' list"),
 ])
 def test_bad_data_is_a_one_line_error(tmp_path, tiny_model_dir, capsys, content, message):
     path = tmp_path / "bad.jsonl"

@@ -45,6 +45,8 @@ def load_chat_tokenizer(path: str, why: str):
 def new_output_folder(out: str) -> Path:
     """The output folder, refused if it already holds something (nothing is overwritten)."""
     path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise MtsaError(f"--out '{path}' is a file; choose a new folder")
     if path.exists() and any(path.iterdir()):
         raise MtsaError(f"--out '{path}' is not empty; choose a new folder")
     return path
@@ -85,10 +87,36 @@ def dataset_in_files(rows: list[dict], folder: Path, args):
     return datasets.load_from_disk(str(folder))
 
 
-def check_warmup_ratio(ratio: float) -> None:
-    """A share of the steps: transformers would read 1 or more as a number of steps."""
-    if not 0 <= ratio < 1:
-        raise MtsaError(f"--warmup-ratio must be at least 0 and below 1, got {ratio}")
+def is_chat(messages: object) -> bool:
+    """A non-empty list of chat messages, each a {"role": text, "content": text} mapping: what a
+    chat template can render (anything else fails inside jinja or pyarrow)."""
+    return isinstance(messages, list) and bool(messages) and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+        for m in messages)
+
+
+SCHEDULES = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+             "inverse_sqrt")  # transformers' schedules that need no settings beyond the warm-up
+
+
+def check_training_settings(config) -> None:
+    """The settings the SFT and preference trainers share, checked before any model loads: a bad
+    one would otherwise fail inside transformers or peft, some only after the data is prepared."""
+    checks = [
+        (min(config.epochs, config.learning_rate) > 0 and min(config.batch_size, config.gradient_accumulation) >= 1,
+         "--epochs, --learning-rate, --batch-size and --gradient-accumulation must be positive"),
+        (config.lora_r >= 1 and config.lora_alpha >= 1, "--lora-r and --lora-alpha must be >= 1"),
+        (0 <= config.lora_dropout < 1, "--lora-dropout must be at least 0 and below 1"),
+        (config.lora_layers >= 0, "--lora-layers must be >= 0"),
+        (config.max_length >= 1 and config.logging_steps >= 1, "--max-length and --logging-steps must be >= 1"),
+        (config.max_steps == -1 or config.max_steps >= 1, "--max-steps must be -1 (all epochs) or >= 1"),
+        (config.lr_scheduler in SCHEDULES, f"--lr-scheduler must be one of {', '.join(SCHEDULES)}"),
+        # a share of the steps: transformers would read 1 or more as a number of steps
+        (0 <= config.warmup_ratio < 1, f"--warmup-ratio must be at least 0 and below 1, got {config.warmup_ratio}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise MtsaError(message)
 
 
 def floored_warmup(trainer_class: type) -> type:
@@ -132,6 +160,11 @@ def lora_config(config, model):
                                        if isinstance(module, torch.nn.Linear) and module is not head}))
         num_layers = model.config.num_hidden_layers
         layers = list(range(max(0, num_layers - config.lora_layers), num_layers))
+    if targets != "all-linear":
+        targets = [t.strip() for t in targets.split(",") if t.strip()]
+        names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        if missing := [t for t in targets if t not in names]:
+            raise MtsaError(f"--lora-target-modules: the model has no module named {', '.join(missing)} "
+                            "(give its linear layers' names, e.g. q_proj,v_proj, or all-linear)")
     return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      task_type="CAUSAL_LM", layers_to_transform=layers,
-                      target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",")])
+                      task_type="CAUSAL_LM", layers_to_transform=layers, target_modules=targets)

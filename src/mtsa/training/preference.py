@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +37,12 @@ from mtsa.training.common import (
     PAIRS_FOLDER,
     base_model_path,
     check_trainable_base,
-    check_warmup_ratio,
+    check_training_settings,
     checkpointing_argument,
     cpu_only,
     dataset_in_files,
     floored_warmup,
+    is_chat,
     load_chat_tokenizer,
     lora_config,
     new_output_folder,
@@ -94,9 +96,9 @@ class PreferenceConfig:
         if self.adapter and not (Path(self.adapter) / "adapter_config.json").is_file():
             raise MtsaError(f"--adapter '{self.adapter}' is not an adapter folder (no adapter_config.json)")
         check_dtype_name(self.dtype, "--dtype")
-        if self.beta <= 0 or self.learning_rate <= 0 or self.epochs <= 0 or self.batch_size < 1:
-            raise MtsaError("--beta, --learning-rate, --epochs and --batch-size must be positive")
-        check_warmup_ratio(self.warmup_ratio)
+        if self.beta <= 0:
+            raise MtsaError("--beta must be positive")
+        check_training_settings(self)
 
     @property
     def eta(self) -> float:
@@ -113,15 +115,18 @@ def load_pairs(path: str, objective: str) -> list[dict]:
         raise MtsaError(f"{path}: no pairs")
     kept = []
     for n, row in enumerate(rows, start=1):
-        if not (isinstance(row, dict) and all(isinstance(row.get(k), list) for k in ("prompt", "chosen", "rejected"))):
-            raise MtsaError(f"{path}: row {n} needs 'prompt', 'chosen' and 'rejected' lists of chat messages")
+        if not (isinstance(row, dict) and all(is_chat(row.get(k)) for k in ("prompt", "chosen", "rejected"))):
+            raise MtsaError(f"{path}: row {n} needs 'prompt', 'chosen' and 'rejected' lists of chat messages "
+                            "(each with text 'role' and 'content')")
         pair = {k: row[k] for k in ("prompt", "chosen", "rejected")}
         if objective == "future_reward":
             try:
                 pair["reward_margin"] = float(row["chosen_reward"]) - float(row["rejected_reward"])
             except (KeyError, TypeError, ValueError):
-                raise MtsaError(f"{path}: row {n} needs numeric 'chosen_reward' and 'rejected_reward' "
-                                "for the future-reward objective") from None
+                pair["reward_margin"] = math.nan
+            if not math.isfinite(pair["reward_margin"]):  # a NaN target would train every weight to NaN
+                raise MtsaError(f"{path}: row {n} needs finite numbers 'chosen_reward' and 'rejected_reward' "
+                                "for the future-reward objective")
         kept.append(pair)
     return kept
 

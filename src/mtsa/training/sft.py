@@ -21,10 +21,11 @@ from mtsa.models.dtype import check_dtype_name, choose_dtype, chosen_dtypes
 from mtsa.training.common import (
     base_model_path,
     check_trainable_base,
-    check_warmup_ratio,
+    check_training_settings,
     checkpointing_argument,
     cpu_only,
     floored_warmup,
+    is_chat,
     load_chat_tokenizer,
     lora_config,
     new_output_folder,
@@ -74,11 +75,7 @@ class AttackerSFTConfig:
             raise MtsaError("--data FILE.jsonl and --out DIR are required")
         check_trainable_base(self.model, "")
         check_dtype_name(self.dtype, "--dtype")
-        if self.lora_layers < 0:
-            raise MtsaError("--lora-layers must be >= 0")
-        if self.epochs <= 0 or self.learning_rate <= 0 or self.batch_size < 1 or self.gradient_accumulation < 1:
-            raise MtsaError("--epochs, --learning-rate, --batch-size and --gradient-accumulation must be positive")
-        check_warmup_ratio(self.warmup_ratio)
+        check_training_settings(self)
 
 
 def load_sft_rows(path: str):
@@ -92,8 +89,9 @@ def load_sft_rows(path: str):
         raise MtsaError(f"{path}: no rows")
     for n, row in enumerate(rows, start=1):
         messages = row.get("messages") if isinstance(row, dict) else None
-        if not isinstance(messages, list):
-            raise MtsaError(f"{path}: row {n} has no 'messages' list (chat messages), as `mtsa synth` writes")
+        if not is_chat(messages):
+            raise MtsaError(f"{path}: row {n} has no 'messages' list (chat messages with text 'role' and "
+                            "'content'), as `mtsa synth` writes")
         if not any(isinstance(m, dict) and m.get("role") == "assistant" for m in messages):
             raise MtsaError(f"{path}: row {n} has no assistant (attacker) message to learn from")
     return datasets.Dataset.from_list(rows)
