@@ -285,3 +285,13 @@ def test_jsonl_lines_end_at_newline_only(tmp_path):
     assert read_rows(path) == rows
     path.write_text(path.read_text(encoding="utf-8").replace("\n", "\r\n"), encoding="utf-8", newline="")
     assert read_rows(path) == rows  # Windows line endings too
+
+
+def test_lone_surrogates_are_made_writable_and_deep_nesting_is_malformed(tmp_path):
+    # "\ud800" is valid JSON, but no UTF-8 file can hold the string it makes: the first write of
+    # the row (a scored file, a dialogue) would fail after the work was done
+    path = write(tmp_path / "rows.jsonl", '{"goal": "a\\ud800b", "emoji": "\\ud83d\\ude00"}\n')
+    assert read_rows(Path(path)) == [{"goal": "a?b", "emoji": "\U0001F600"}]
+    assert load_goals(write(tmp_path / "g.json", '["x\\udfffy"]'))[0].goal == "x?y"
+    message = error_of(write(tmp_path / "deep.json", "[" * 100_000))
+    assert "malformed JSON" in message and "nested too deeply" in message

@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -114,7 +115,7 @@ def read_rows(path: Path) -> list[Any]:
 def _parse_json(text: str, origin: str) -> list[Any]:
     """A JSON list, or an object holding the list under a usual key (or as its only list)."""
     try:
-        data = json.loads(text)
+        data = _loads(text)
     except json.JSONDecodeError as e:
         raise MtsaError(f"{origin}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from e
     if isinstance(data, dict):
@@ -140,10 +141,34 @@ def _parse_jsonl(text: str, origin: str) -> list[Any]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            rows.append(_loads(line))
         except json.JSONDecodeError as e:
             raise MtsaError(f"{origin}: malformed JSON on line {lineno}: {e.msg}") from e
     return rows
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _loads(text: str) -> Any:
+    """`json.loads`, with lone surrogates (`"\\ud800"`: valid JSON that no UTF-8 file can hold,
+    so the first write of the row would fail) made "?", and nesting too deep for Python called
+    malformed."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
+    return _writable(data) if _SURROGATE_ESCAPE.search(text) else data
+
+
+def _writable(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_writable(v) for v in value]
+    if isinstance(value, dict):
+        return {_writable(k): _writable(v) for k, v in value.items()}
+    return value
 
 
 def _parse_csv(text: str, origin: str) -> list[Any]:
