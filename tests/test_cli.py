@@ -108,6 +108,10 @@ def test_judge_command_scores_helpfulness(capsys, tmp_path):
     (["--target-objective", "dpo", "--baseline-beta", "0"], "--baseline-beta must be positive"),
     (["--goals", "{empty}"], "no goals"),
     (["--iterations", "0"], "--iterations must be >= 1"),
+    # the updates' settings and launcher are checked before the first phase samples, not by its update
+    (["--train-batch-size", "0"], "--train-batch-size"),
+    (["--update-launcher", "no-such-launcher --config_file x.yaml"], "no program 'no-such-launcher' on the PATH"),
+    (["--reference-attacks", "/no/such/attacks.jsonl"], "file not found"),
 ])
 def test_train_bad_input_is_one_line_exit_2(capsys, tmp_path, argv, message):
     (tmp_path / "empty.json").write_text("[]")

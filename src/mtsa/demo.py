@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -108,6 +109,20 @@ def run_demo(config: DemoConfig) -> dict:
 LEAN_MALLOC = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "1048576", "MALLOC_TRIM_THRESHOLD_": "0"}
 
 
+def launcher_program(launcher: str | None) -> list[str]:
+    """The launcher's words (this Python when there is none), or a one-line error for one that
+    cannot start: checked before a run's first phase, not by its first update."""
+    if not launcher:
+        return [sys.executable]
+    try:
+        words = shlex.split(launcher)
+    except ValueError as exc:
+        raise MtsaError(f"--update-launcher {launcher!r}: {exc}") from None
+    if not words or shutil.which(words[0]) is None:
+        raise MtsaError(f"--update-launcher {launcher!r}: no program {words[0] if words else ''!r} on the PATH")
+    return words
+
+
 def run_stage(command: str, launcher: str | None = None, **settings) -> None:
     """Run one stage as its own `mtsa` process, the command a user would type (printed first).
 
@@ -122,7 +137,7 @@ def run_stage(command: str, launcher: str | None = None, **settings) -> None:
             argv.append(flag if value else "--no-" + flag[2:])
         else:
             argv += [flag, str(value)]
-    program = shlex.split(launcher) if launcher else [sys.executable]
+    program = launcher_program(launcher)
     print(f"  $ {launcher + ' -m mtsa.cli' if launcher else 'mtsa'} " + " ".join(argv), flush=True)
     env = {**LEAN_MALLOC, **os.environ}  # the user's own settings win
     code = subprocess.run([*program, "-m", "mtsa.cli", *argv], env=env, check=False).returncode

@@ -118,6 +118,16 @@ class TrainConfig(RolloutConfig):
             raise MtsaError("--learning-rate and --attacker-learning-rate must be positive")
         if min(self.attacker_beta, self.target_beta, self.baseline_beta) <= 0:
             raise MtsaError("--attacker-beta, --target-beta and --baseline-beta must be positive")
+        # the updates' own settings, checked here rather than by the first update, after a phase of sampling
+        if self.train_epochs <= 0 or self.train_batch_size < 1 or self.max_length < 1 or self.lora_layers < 0:
+            raise MtsaError("--train-epochs, --train-batch-size and --max-length must be positive, --lora-layers >= 0")
+        if not 0 <= self.attacker_safe_below <= 1:
+            raise MtsaError("--attacker-safe-below must be in [0, 1]")
+        if self.reference_attacks and not Path(self.reference_attacks).is_file():
+            raise MtsaError(f"--reference-attacks '{self.reference_attacks}': file not found")
+        from mtsa.demo import launcher_program
+
+        launcher_program(self.update_launcher)
 
     def temperatures(self) -> list[float]:
         try:
