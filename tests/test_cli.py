@@ -177,3 +177,17 @@ def test_a_run_of_another_command_or_unreadable_settings_are_not_resumed(capsys,
     assert code == 2 and err.count("\n") == 1 and "holds no settings" in err
     assert json.loads((run / "config.json").read_text()) == [1, 2] and sorted(p.name for p in run.iterdir()) == [
         "config.json"]
+
+
+@pytest.mark.parametrize("record, message", [
+    (b"[1]", "holds no JSON object"), (b"\xff\xfe", "cannot read"), (b'{"model": "embedded"}', "names no base model")])
+def test_export_of_an_adapter_with_a_damaged_record_is_one_line(capsys, tmp_path, record, message):
+    adapter = tmp_path / "iter_1" / "target"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "mtsa_preference.json").write_bytes(record)
+    code, err = run_cli(capsys, "export", str(adapter), "--out", str(tmp_path / "merged"))
+    assert code == 2 and err.count("\n") == 1 and message in err
+    (tmp_path / "a_file").write_text("keep")
+    code, err = run_cli(capsys, "export", str(adapter), "--out", str(tmp_path / "a_file"))
+    assert code == 2 and "is not an empty folder" in err and (tmp_path / "a_file").read_text() == "keep"

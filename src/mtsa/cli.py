@@ -98,6 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = {  # what an interrupted command keeps, and how to go on
+    "redteam": "finished dialogues are saved, rerun with --resume to finish",
+    "synth": "finished dialogues are saved, rerun with --resume to finish",
+    "train": "finished dialogues and phases are saved, rerun with --resume to finish",
+    "demo": "finished stages are saved, rerun with --resume to finish",
+    "sft": "nothing is saved until training ends: rerun into an empty --out",
+    "preference": "nothing is saved until training ends: rerun into an empty --out",
+    "export": "the --out folder may be incomplete: remove it and rerun",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="mtsa: %(levelname)s: %(message)s")
     logging.getLogger("mtsa").setLevel(logging.INFO)  # our own notes (dtype chosen, retries); libraries stay quiet
@@ -109,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"mtsa: error: {exc}\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("mtsa: interrupted; finished dialogues are saved, rerun with --resume to finish\n")
+        sys.stderr.write(f"mtsa: interrupted; {INTERRUPTED.get(args.command, 'nothing was written')}\n")
         return 130
 
 

@@ -24,11 +24,13 @@ def export(adapter_dir: str, out: str, evaluations: Sequence[str] = ()) -> Path:
     if not (source / "adapter_config.json").is_file() or not summary_path.is_file():
         raise MtsaError(f"'{source}' is not an adapter written by `mtsa train` or `mtsa preference` "
                         "(expected adapter_config.json and mtsa_preference.json)")
-    if target.exists() and any(target.iterdir()):
-        raise MtsaError(f"--out '{target}' is not empty; choose a new folder")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise MtsaError(f"--out '{target}' is not an empty folder; choose a new one")
     measured = [(Path(run), read_evaluation(Path(run), source)) for run in evaluations]
-    summary = json.loads(summary_path.read_text())
-    base = summary["base_model_path"]
+    summary = _read(summary_path)
+    base = summary.get("base_model_path")
+    if not isinstance(base, str):
+        raise MtsaError(f"{summary_path} names no base model (base_model_path): not written by `mtsa preference`?")
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -52,7 +54,7 @@ def read_evaluation(run: Path, adapter: Path) -> dict:
 
     summary = _read(run / "summary.json")
     role = role_of(adapter)
-    if not summary.get(role):
+    if not isinstance(summary.get(role), str):
         raise MtsaError(f"--evaluation '{run}' is not a finished `mtsa redteam` run folder (no summary.json)")
     evaluated = parse_spec(summary[role]).adapter
     if evaluated is None or Path(evaluated).resolve() != adapter.resolve():
@@ -115,4 +117,13 @@ def model_card(source: Path, summary: dict, measured: Sequence[tuple[Path, dict]
 
 
 def _read(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """A JSON object from `path` ({} when there is none); a one-line error for a damaged file."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+        raise MtsaError(f"cannot read {path}: {first_line(exc)}") from None
+    if not isinstance(data, dict):
+        raise MtsaError(f"cannot read {path}: it holds no JSON object")
+    return data
