@@ -38,6 +38,7 @@ def run_cli(capsys, *argv):
     (["--judge", "oracle"], "unknown judge"),
     (["--turns", "0"], "--turns must be >= 1"),
     (["--seed", "-1"], "--seed must be in [0, 2^32)"),
+    (["--out", "{bad}/run"], "is a file, so no folder can be made under it"),
     (["--resume"], "--resume needs --out"),
     (["--target", "hf:{tiny}?dtype=int3"], "unknown dtype"),
     (["--target", "hf:{tiny}+/no/such/adapter"], "adapter '/no/such/adapter' not found"),
@@ -56,7 +57,7 @@ def test_bad_input_is_one_line_exit_2_and_no_run_folder(capsys, tmp_path, tiny_m
     (tmp_path / "empty.json").write_text("[]")
     argv = [a.format(bad=tmp_path / "bad.json", empty=tmp_path / "empty.json", tiny=tiny_model_dir) for a in argv]
     out = tmp_path / "run"
-    if "--resume" not in argv:
+    if "--resume" not in argv and "--out" not in argv:
         argv += ["--out", str(out)]
     code, err = run_cli(capsys, "redteam", "--judge", "keyword", "--attacker", f"hf:{tiny_model_dir}", *argv)
     assert code == 2
@@ -190,4 +191,4 @@ def test_export_of_an_adapter_with_a_damaged_record_is_one_line(capsys, tmp_path
     assert code == 2 and err.count("\n") == 1 and message in err
     (tmp_path / "a_file").write_text("keep")
     code, err = run_cli(capsys, "export", str(adapter), "--out", str(tmp_path / "a_file"))
-    assert code == 2 and "is not an empty folder" in err and (tmp_path / "a_file").read_text() == "keep"
+    assert code == 2 and "exists and is not a folder" in err and (tmp_path / "a_file").read_text() == "keep"

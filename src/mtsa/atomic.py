@@ -1,4 +1,5 @@
-"""Writing result files so that a crash never leaves a half-written one behind."""
+"""Writing result files so that a crash never leaves a half-written one behind, and checking
+before the work starts that an output folder can be made."""
 
 from __future__ import annotations
 
@@ -29,3 +30,17 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
     write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def check_folder_can_be_made(path: Path, flag: str = "--out") -> None:
+    """A one-line error now, before models load or work starts, if `path` cannot be (or be used
+    as) a folder: it is a file, or the nearest part of it that exists is a file or is read-only."""
+    from mtsa.errors import MtsaError
+
+    if path.exists() and not path.is_dir():
+        raise MtsaError(f"{flag} '{path}' exists and is not a folder")
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise MtsaError(f"{flag} '{path}': '{existing}' is a file, so no folder can be made under it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise MtsaError(f"{flag} '{path}': cannot write in '{existing}'")

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mtsa.atomic import write_jsonl_atomic
+from mtsa.atomic import check_folder_can_be_made, write_jsonl_atomic
 from mtsa.config import help_text
 from mtsa.errors import MtsaError
 from mtsa.goals.loaders import load_goals
@@ -51,6 +51,7 @@ class DemoConfig:
 
 def run_demo(config: DemoConfig) -> dict:
     out = Path(config.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
+    check_folder_can_be_made(out)
     out.mkdir(parents=True, exist_ok=True)
     small = {"turns": config.turns, "seed": config.seed, "target_max_tokens": 80, "attacker_max_tokens": 128,
              "resume": config.resume}

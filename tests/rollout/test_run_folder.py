@@ -27,6 +27,19 @@ def test_round_trip_and_torn_last_line(tmp_path):
     assert [d.goal_id for d in folder.finished()] == ["g1", "g2", "g3"]
 
 
+@pytest.mark.parametrize("damage", ['{"goal_id": "g2", "goa', '{"goal_id": "g2"}', "[1, 2]"])
+def test_a_damaged_line_before_the_last_is_a_one_line_error_that_says_what_to_do(tmp_path, damage):
+    folder = RunFolder(tmp_path / "run")
+    folder.start({"a": 1})
+    folder.append(record("g1"))
+    with open(folder.path / DIALOGUES, "a") as file:
+        file.write(damage + "\n")
+    folder.append(record("g3"))
+    with pytest.raises(MtsaError, match="line 2: not a dialogue record .* remove that line") as error:
+        folder.finished()
+    assert "\n" not in str(error.value)
+
+
 def test_refuses_to_overwrite_or_to_resume_a_different_run(tmp_path):
     folder = RunFolder(tmp_path / "run")
     folder.check_can_start({"target": "x"}, resume=False, same_run_keys=("target",))

@@ -155,7 +155,7 @@ def test_pairs_a_chat_template_or_the_loss_cannot_take_are_one_line_errors(tiny_
     with pytest.raises(MtsaError, match="no module named nope"):
         build_trainer(config(tiny_model_dir, tmp_path, lora_target_modules="q_proj,nope"))
     (tmp_path / "a_file").write_text("keep")
-    with pytest.raises(MtsaError, match="is a file"):
+    with pytest.raises(MtsaError, match="exists and is not a folder"):
         run_preference(config(tiny_model_dir, tmp_path, out=str(tmp_path / "a_file")))
 
 

@@ -15,8 +15,8 @@ import json
 import os
 from pathlib import Path
 
-from mtsa.atomic import write_json_atomic
-from mtsa.errors import MtsaError
+from mtsa.atomic import check_folder_can_be_made, write_json_atomic
+from mtsa.errors import MtsaError, first_line
 from mtsa.models.dtype import chosen_dtypes
 from mtsa.rollout.records import DialogueRecord
 
@@ -31,8 +31,7 @@ class RunFolder:
 
     def check_can_start(self, config: dict, resume: bool, same_run_keys: tuple[str, ...]) -> None:
         """Refuse to overwrite a run, or to resume one with different settings. Creates nothing."""
-        if self.path.exists() and not self.path.is_dir():
-            raise MtsaError(f"--out '{self.path}' exists and is not a folder")
+        check_folder_can_be_made(self.path)
         existing = self.path / CONFIG
         if not existing.is_file():
             return
@@ -68,7 +67,16 @@ class RunFolder:
             with open(path, "r+b") as file:
                 file.truncate(keep)
             data = data[:keep]
-        return [DialogueRecord.from_json(json.loads(line)) for line in data.splitlines() if line.strip()]
+        records = []
+        for number, line in enumerate(data.split(b"\n"), start=1):
+            if line.strip():
+                try:
+                    records.append(DialogueRecord.from_json(json.loads(line)))
+                except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                    raise MtsaError(f"{path}, line {number}: not a dialogue record ({type(exc).__name__}: "
+                                    f"{first_line(exc)[:80]}); remove that line (its dialogue is then run again) "
+                                    "and resume") from None
+        return records
 
     def append(self, record: DialogueRecord) -> None:
         line = json.dumps(record.to_json(), ensure_ascii=False) + "\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from mtsa.atomic import check_folder_can_be_made
 from mtsa.errors import MtsaError, first_line
 from mtsa.models.registry import check_model
 
@@ -45,8 +46,7 @@ def load_chat_tokenizer(path: str, why: str):
 def new_output_folder(out: str) -> Path:
     """The output folder, refused if it already holds something (nothing is overwritten)."""
     path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise MtsaError(f"--out '{path}' is a file; choose a new folder")
+    check_folder_can_be_made(path)
     if path.exists() and any(path.iterdir()):
         raise MtsaError(f"--out '{path}' is not empty; choose a new folder")
     return path
