@@ -101,7 +101,7 @@ def main() -> None:
     if not args.attacker:
         stage("synth", (out / "attacks.jsonl").is_file(), lambda: run_stage(
             "synth", offline_templates=True, goals=train_goals, out=out / "attacks.jsonl", top_k=48,
-            resume=(out / "attacks.jsonl.run").exists(), **rollout))
+            resume=(out / "attacks.jsonl.run" / "config.json").is_file(), **rollout))
         stage("sft", (out / "attacker" / "adapter_config.json").is_file(), lambda: run_stage(
             "sft", data=out / "attacks.jsonl", model="embedded", out=out / "attacker", max_steps=args.sft_steps,
             batch_size=1, gradient_accumulation=4, learning_rate=1e-3, lora_layers=10, seed=rollout.get("seed", 0)))
@@ -127,7 +127,7 @@ def main() -> None:
             settings = {**rollout, "seed": rollout.get("seed", 0) + k}
             stage(name if k == 0 else f"{name} seed {k}", (run / "summary.json").is_file(), lambda: run_stage(
                 "redteam", attacker=evaluations[name][0], target=evaluations[name][1], goals=eval_goals, out=run,
-                resume=run.exists(), judge="embedded", **settings))
+                resume=(run / "config.json").is_file(), judge="embedded", **settings))
 
     for name in ("RN vs T0", "RN vs TN"):
         redteam(name)

@@ -91,7 +91,7 @@ def main() -> None:
     if not data.is_file():
         stage("synth", lambda: run_synth(SynthConfig(
             offline_templates=True, limit=args.train_goals, out=str(data), top_k=args.top_k,
-            resume=(out / "attacks.jsonl.run").exists(), **small)))
+            resume=(out / "attacks.jsonl.run" / "config.json").is_file(), **small)))
     if not (adapter / "adapter_config.json").is_file():
         stage("sft", lambda: run_sft(AttackerSFTConfig(
             data=str(data), out=str(adapter), max_steps=args.sft_steps, batch_size=1,
@@ -101,7 +101,7 @@ def main() -> None:
     for label, attacker in (("untrained attacker", "embedded"), ("SFT attacker", f"embedded+{adapter}")):
         run = out / label.replace(" ", "-")
         summary = stage(label, lambda attacker=attacker, run=run: run_redteam(RedteamConfig(
-            attacker=attacker, goals=str(eval_goals), out=str(run), resume=run.exists(), **small)))
+            attacker=attacker, goals=str(eval_goals), out=str(run), resume=(run / "config.json").is_file(), **small)))
         results[f"{label} ASR (judged dialogues)"] = summary["asr"]
         # A dialogue dropped for its format is an attack that did not happen: count it as failed.
         results[f"{label} ASR (all goals)"] = round(summary["asr"] * summary["n_dialogues"] / summary["n_goals"], 4)

@@ -111,12 +111,14 @@ def test_judge_command_scores_helpfulness(capsys, tmp_path):
     (["--iterations", "0"], "--iterations must be >= 1"),
     # the updates' settings and launcher are checked before the first phase samples, not by its update
     (["--train-batch-size", "0"], "--train-batch-size"),
+    (["--attacker-temperatures", "0.8,1,1.0"], "must be different positive numbers"),
+    (["--seed", "3", "--out", "{missing}", "--resume"], "no run to resume"),
     (["--update-launcher", "no-such-launcher --config_file x.yaml"], "no program 'no-such-launcher' on the PATH"),
     (["--reference-attacks", "/no/such/attacks.jsonl"], "file not found"),
 ])
 def test_train_bad_input_is_one_line_exit_2(capsys, tmp_path, argv, message):
     (tmp_path / "empty.json").write_text("[]")
-    argv = [a.format(empty=tmp_path / "empty.json") for a in argv]
+    argv = [a.format(empty=tmp_path / "empty.json", missing=tmp_path / "typo") for a in argv]
     code, err = run_cli(capsys, "train", "--out", str(tmp_path / "run"), *argv)
     assert code == 2 and err.count("\n") == 1 and message in err
     assert not (tmp_path / "run").exists()
@@ -192,3 +194,18 @@ def test_export_of_an_adapter_with_a_damaged_record_is_one_line(capsys, tmp_path
     (tmp_path / "a_file").write_text("keep")
     code, err = run_cli(capsys, "export", str(adapter), "--out", str(tmp_path / "a_file"))
     assert code == 2 and "exists and is not a folder" in err and (tmp_path / "a_file").read_text() == "keep"
+
+
+def test_a_train_run_resumed_with_other_results_affecting_settings_is_refused(capsys, tmp_path):
+    """Only settings that change how a run goes, not what it produces, may change on --resume:
+    a new seed or learning rate would mix two runs' dialogues and updates under one config."""
+    from mtsa.adversarial.loop import TrainConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(TrainConfig(out=str(run)).resolved(str(run))))
+    for flags, changed in ((["--seed", "7"], "seed"), (["--learning-rate", "0.5"], "learning_rate"),
+                           (["--stop-on-unsafe"], "stop_on_unsafe")):
+        code, err = run_cli(capsys, "train", "--out", str(run), "--resume", *flags)
+        assert code == 2 and f"{changed} differ from the original run" in err
+    assert sorted(p.name for p in run.iterdir()) == ["config.json"]

@@ -53,8 +53,11 @@ def run_demo(config: DemoConfig) -> dict:
     out = Path(config.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     check_folder_can_be_made(out)
     out.mkdir(parents=True, exist_ok=True)
-    small = {"turns": config.turns, "seed": config.seed, "target_max_tokens": 80, "attacker_max_tokens": 128,
-             "resume": config.resume}
+    small = {"turns": config.turns, "seed": config.seed, "target_max_tokens": 80, "attacker_max_tokens": 128}
+
+    def resume(run: Path) -> bool:
+        """Resume a stage's run only if it started: `--resume` on a run that is not there is an error."""
+        return config.resume and (run / "config.json").is_file()
 
     # Alternate built-in goals between training and attack, so the attack is on unseen goals
     # from the same categories.
@@ -69,7 +72,7 @@ def run_demo(config: DemoConfig) -> dict:
         # keep_all: with a handful of goals there may be few successes; every template
         # dialogue is well-formed, and the demo is about the attacker learning the format.
         run_stage("synth", offline_templates=True, goals=train_goals, out=data, keep_all=True, concurrency=16,
-                  **small)
+                  resume=resume(data.with_name(data.name + ".run")), **small)
 
     adapter = out / "attacker"
     print(f"[2/5] fine-tuning the attacker (LoRA, {config.sft_steps} steps) -> {adapter}")
@@ -82,7 +85,7 @@ def run_demo(config: DemoConfig) -> dict:
 
     print(f"[3/5] red-teaming the embedded target with the fine-tuned attacker -> {out / 'redteam'}")
     run_stage("redteam", attacker=f"embedded+{adapter}", goals=attack_goals, out=out / "redteam", concurrency=8,
-              **small)
+              resume=resume(out / "redteam"), **small)
 
     train = out / "train"
     print(f"[4/5] Stage 2, one iteration: attacker DPO, target future-reward update -> {train}\n"
@@ -91,12 +94,12 @@ def run_demo(config: DemoConfig) -> dict:
           "      updates would have nothing to learn from; this shows the pipeline, not a safety effect)")
     run_stage("train", attacker=f"embedded+{adapter}", target="embedded", judge="keyword", goals=train_goals,
               out=train, iterations=1, concurrency=16, benign_ratio=0.5, rewrite_retries=0, lora_layers=10,
-              learning_rate=1e-3, train_epochs=1, train_batch_size=2, max_length=1024, **small)
+              learning_rate=1e-3, train_epochs=1, train_batch_size=2, max_length=1024, resume=resume(train), **small)
     target = json.loads((train / "iter_1" / "metrics.json").read_text())["target_out"]
 
     print(f"[5/5] red-teaming the updated target ({target}) with the same attacker -> {out / 'eval'}")
     run_stage("redteam", attacker=f"embedded+{adapter}", target=target, goals=attack_goals, out=out / "eval",
-              concurrency=8, **small)
+              concurrency=8, resume=resume(out / "eval"), **small)
     before = json.loads((out / "redteam" / "summary.json").read_text())
     after = json.loads((out / "eval" / "summary.json").read_text())
     print(f"ASR on the {config.goals} attack goals, embedded judge: before Stage 2 {before['asr']:.0%}, "
@@ -141,7 +144,9 @@ def run_stage(command: str, launcher: str | None = None, **settings) -> None:
     program = launcher_program(launcher)
     print(f"  $ {launcher + ' -m mtsa.cli' if launcher else 'mtsa'} " + " ".join(argv), flush=True)
     env = {**LEAN_MALLOC, **os.environ}  # the user's own settings win
-    code = subprocess.run([*program, "-m", "mtsa.cli", *argv], env=env, check=False).returncode
+    # close_fds=False passes on the inheritable descriptors only, which Python's own never are:
+    # the run folder lock a `mtsa train` holds, so that the stage holds it too (RunFolder.lock)
+    code = subprocess.run([*program, "-m", "mtsa.cli", *argv], env=env, check=False, close_fds=False).returncode
     if code:
         raise MtsaError(f"the '{command}' stage failed (exit code {code}); "
                         "fix the cause above and rerun with --resume")

@@ -17,7 +17,7 @@ from mtsa.rollout.job import RolloutConfig, load_target_and_judge, run_into_fold
 from mtsa.rollout.run_folder import RunFolder
 
 # A resumed run must keep these, or its dialogues would not be comparable.
-SAME_RUN_KEYS = ("attacker", "target", "judge", "goals", "turns", "stop_on_unsafe", "threshold")
+CHANGEABLE = ("out", "resume", "concurrency", "limit")  # on --resume; a larger --limit adds goals
 
 
 @dataclass
@@ -37,7 +37,7 @@ def run_redteam(config: RedteamConfig) -> dict:
     check_judge(config.judge)
     out = Path(config.out or f"runs/redteam-{time.strftime('%Y%m%d-%H%M%S')}")
     folder = RunFolder(out)
-    folder.check_can_start(config.resolved(str(out)), config.resume, SAME_RUN_KEYS)
+    folder.check_can_start(config.resolved(str(out)), config.resume, CHANGEABLE)
 
     attacker = load_model(attacker_spec)
     target, judge = load_target_and_judge(target_spec, config.judge, (attacker_spec, attacker))

@@ -113,6 +113,12 @@ def test_one_iteration_writes_pairs_updates_both_models_and_resumes(tiny_model_d
     kept = loop.update(config_again, folder / "target_pairs.jsonl", "hf:not-loaded", partial, "future_reward",
                        0.01, 1e-3, 12)
     assert kept == redone
+    # one killed while saving, resumed with no pairs to train on: removed, never taken for a checkpoint
+    (partial / "mtsa_preference.json").unlink()
+    (tmp_path / "no_pairs.jsonl").write_text("")
+    skipped = loop.update(config_again, tmp_path / "no_pairs.jsonl", "hf:not-loaded", partial, "future_reward",
+                          0.01, 1e-3, 12)
+    assert skipped == {"skipped": "no pairs"} and not partial.exists() and not loop.finished_update(partial)
 
     def no_update(*args, **kwargs):
         raise AssertionError("a finished phase ran again")

@@ -42,16 +42,21 @@ def test_a_damaged_line_before_the_last_is_a_one_line_error_that_says_what_to_do
 
 def test_refuses_to_overwrite_or_to_resume_a_different_run(tmp_path):
     folder = RunFolder(tmp_path / "run")
-    folder.check_can_start({"target": "x"}, resume=False, same_run_keys=("target",))
+    with pytest.raises(MtsaError, match="no run to resume"):  # a typo in --out starts nothing
+        folder.check_can_start({"target": "x"}, resume=True, changeable=())
+    folder.check_can_start({"target": "x"}, resume=False, changeable=())
     assert not folder.path.exists()  # checking creates nothing
-    folder.start({"target": "x"})
+    folder.start({"target": "x", "seed": 0, "concurrency": 16})
     with pytest.raises(MtsaError, match="--resume"):
-        folder.check_can_start({"target": "x"}, resume=False, same_run_keys=("target",))
+        folder.check_can_start({"target": "x"}, resume=False, changeable=())
     with pytest.raises(MtsaError, match="target differ"):
-        folder.check_can_start({"target": "y"}, resume=True, same_run_keys=("target",))
-    folder.check_can_start({"target": "x"}, resume=True, same_run_keys=("target",))
+        folder.check_can_start({"target": "y"}, resume=True, changeable=())
+    with pytest.raises(MtsaError, match="seed differ"):  # any setting the run recorded, not a chosen few
+        folder.check_can_start({"target": "x", "seed": 7}, resume=True, changeable=("concurrency",))
+    folder.check_can_start({"target": "x", "seed": 0, "concurrency": 4, "new_setting": 1}, resume=True,
+                           changeable=("concurrency",))
     written = json.loads((folder.path / "config.json").read_text())
-    assert written == {"target": "x", "dtypes": written["dtypes"]}
+    assert written == {"target": "x", "seed": 0, "concurrency": 16, "dtypes": written["dtypes"]}
 
 
 def test_one_goal_file_named_relative_or_absolute_is_the_same_run(tmp_path, monkeypatch):
@@ -60,11 +65,11 @@ def test_one_goal_file_named_relative_or_absolute_is_the_same_run(tmp_path, monk
     (tmp_path / "other.jsonl").write_text('{"goal": "g"}\n')
     folder = RunFolder(tmp_path / "run")
     folder.start({"goals": "goals.jsonl"})
-    folder.check_can_start({"goals": str(tmp_path / "goals.jsonl")}, resume=True, same_run_keys=("goals",))
+    folder.check_can_start({"goals": str(tmp_path / "goals.jsonl")}, resume=True, changeable=())
     with pytest.raises(MtsaError, match="goals differ"):
-        folder.check_can_start({"goals": "other.jsonl"}, resume=True, same_run_keys=("goals",))
+        folder.check_can_start({"goals": "other.jsonl"}, resume=True, changeable=())
     with pytest.raises(MtsaError, match="goals differ"):
-        folder.check_can_start({"goals": "builtin"}, resume=True, same_run_keys=("goals",))
+        folder.check_can_start({"goals": "builtin"}, resume=True, changeable=())
 
 
 def test_the_config_records_each_loaded_models_dtype_and_why(tmp_path, monkeypatch):
@@ -83,3 +88,34 @@ def test_records_written_before_rollout_ids_load_with_the_goal_id(tmp_path):
     del data["rollout_id"]
     assert DialogueRecord.from_json(data).rollout_id == "g1"
     assert DialogueRecord.from_json(record("g2").to_json()) == record("g2")
+
+
+def test_a_locked_run_is_refused_also_while_a_stage_it_started_lives_on(tmp_path):
+    import subprocess
+    import sys
+
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    with folder.lock():
+        with pytest.raises(MtsaError, match="in use by another mtsa process"):
+            with folder.lock():
+                pass
+        # as `demo.run_stage` starts an update: the child inherits the lock
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], close_fds=False)
+    try:
+        with pytest.raises(MtsaError, match="in use"):  # the parent is gone, its update is not
+            with folder.lock():
+                pass
+    finally:
+        child.kill()
+        child.wait()
+    with folder.lock():  # free again
+        pass
+
+
+def test_a_dialogue_appended_twice_counts_once(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    folder.start({})
+    for goal_id in ("g1", "g2", "g1"):
+        folder.append(record(goal_id))
+    assert [d.goal_id for d in folder.finished()] == ["g1", "g2"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
+import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -47,8 +48,7 @@ from mtsa.rollout.records import DialogueRecord
 from mtsa.rollout.run_folder import RunFolder
 from mtsa.training.pairs import PreferencePair, attacker_pairs, common_horizon, target_pair, target_rewards
 
-SAME_RUN_KEYS = ("attacker", "target", "judge", "goals", "turns", "threshold", "iterations", "helpfulness",
-                 "target_objective")
+CHANGEABLE = ("out", "resume", "concurrency", "update_launcher", "generation_server")  # on --resume
 TEMPLATE_REFUSAL = "I'm sorry, but I can't help with that."
 
 
@@ -110,8 +110,10 @@ class TrainConfig(RolloutConfig):
             raise MtsaError("--iterations must be >= 1")
         if self.target_objective not in ("future_reward", "dpo"):
             raise MtsaError("--target-objective must be future_reward or dpo")
-        if not self.temperatures() or min(self.temperatures()) <= 0:
-            raise MtsaError("--attacker-temperatures must be positive numbers, comma-separated")
+        temperatures = self.temperatures()
+        if not (temperatures and all(0 < t < math.inf for t in temperatures)  # NaN fails too
+                and len(set(temperatures)) == len(temperatures)):  # 1 and 1.0 would be one branch, twice
+            raise MtsaError("--attacker-temperatures must be different positive numbers, comma-separated")
         if self.benign_ratio < 0 or self.rewrite_retries < 0:
             raise MtsaError("--benign-ratio and --rewrite-retries must be >= 0")
         if self.learning_rate <= 0 or self.attacker_learning_rate <= 0:
@@ -150,11 +152,16 @@ def run_train(config: TrainConfig) -> dict:
                         "target's base model")
     benign = load_goals(config.benign) if config.benign else shipped_benign_prompts()
     out = Path(config.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
-    RunFolder(out).check_can_start(config.resolved(str(out)), config.resume, SAME_RUN_KEYS)
+    RunFolder(out).check_can_start(config.resolved(str(out)), config.resume, CHANGEABLE)
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", config.resolved(str(out)))
+    if not (out / "config.json").is_file():  # a resumed run keeps the record of how it started
+        write_json_atomic(out / "config.json", config.resolved(str(out)))
 
-    attacker, target = attacker_spec.text, target_spec.text
+    with RunFolder(out).lock():  # held by the update processes too
+        return run_iterations(config, goals, benign, attacker_spec.text, target_spec.text, out)
+
+
+def run_iterations(config: TrainConfig, goals, benign, attacker: str, target: str, out: Path) -> dict:
     metrics: dict = {}
     for iteration in range(1, config.iterations + 1):
         folder = out / f"iter_{iteration}"
@@ -228,7 +235,7 @@ def attacker_phase(config: TrainConfig, goals, attacker: str, target: str, folde
                                             config.attacker_learning_rate, settings.seed)
         metrics["attacker_update_seconds"] = round(time.perf_counter() - started, 1)
         write_json_atomic(folder / "metrics.json", metrics)
-    return with_adapter_spec(attacker, out) if (out / "adapter_config.json").is_file() else attacker
+    return with_adapter_spec(attacker, out) if finished_update(out) else attacker
 
 
 def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str, folder: Path, metrics: dict) -> str:
@@ -236,7 +243,7 @@ def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str,
     out = folder / "target"
     pairs_path = folder / "target_pairs.jsonl"
     if "target_update" in metrics:
-        return with_adapter_spec(target, out) if (out / "adapter_config.json").is_file() else target
+        return with_adapter_spec(target, out) if finished_update(out) else target
     settings = phase_settings(config, folder, 2)
     started = time.perf_counter()
     models = load_models(config, attacker, target)
@@ -264,7 +271,8 @@ def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str,
                    guard_pairs=len(guard), rewrite_sources=source_counts(rewrites),
                    target_futures_cut=sum(len(d.turns) != len(c.turns) for d, _, c, _ in kept),
                    target_reward_chosen=mean(chosen), target_reward_rejected=mean(rejected),
-                   target_margin_asked=mean([(c - r) / (2 * config.target_beta) for c, r in zip(chosen, rejected)]),
+                   target_margin_asked=mean([(c - r) / (2 * config.target_beta) for c, r in zip(chosen, rejected)])
+                   if config.target_objective == "future_reward" else None,  # plain DPO asks for no margin
                    target_sampling_seconds=round(time.perf_counter() - started, 1))
     release(models)
     del helpfulness
@@ -274,7 +282,7 @@ def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str,
                                       config.learning_rate, settings.seed)
     metrics["target_update_seconds"] = round(time.perf_counter() - started, 1)
     write_json_atomic(folder / "metrics.json", metrics)
-    return with_adapter_spec(target, out) if (out / "adapter_config.json").is_file() else target
+    return with_adapter_spec(target, out) if finished_update(out) else target
 
 
 def load_models(config: TrainConfig, attacker: str, target: str) -> dict:
@@ -438,11 +446,11 @@ def update(config: TrainConfig, pairs_path: Path, model: str, out: Path, objecti
     one leave no entry of their own in the log that metrics.json keeps."""
     from mtsa.demo import run_stage
 
+    if out.exists() and not finished_update(out):
+        shutil.rmtree(out)  # an update interrupted before it finished: never used, run again if there are pairs
     if not pairs_path.read_text(encoding="utf-8").strip():
         print(f"  no pairs in {pairs_path}: {out.name} is not updated this iteration")
         return {"skipped": "no pairs"}
-    if out.exists() and not (out / "mtsa_preference.json").is_file():
-        shutil.rmtree(out)  # an update interrupted before it finished: run it again from the start
     if not out.exists():  # else it finished but the run stopped before recording it: keep it
         spec = check_model(model)
         adapter = {"adapter": spec.adapter} if spec.adapter else {}
@@ -453,6 +461,12 @@ def update(config: TrainConfig, pairs_path: Path, model: str, out: Path, objecti
                   max_length=config.max_length, seed=seed, logging_steps=1, **adapter)
     summary = json.loads((out / "mtsa_preference.json").read_text())
     return {k: summary[k] for k in ("train_loss", "steps", "pairs", "margins", "log") if k in summary}
+
+
+def finished_update(out: Path) -> bool:
+    """An update's folder is a checkpoint once `mtsa preference` has written its record, which it
+    does last: an adapter without one is from an update killed while saving."""
+    return (out / "mtsa_preference.json").is_file()
 
 
 def mean(values: list[float]) -> float | None:

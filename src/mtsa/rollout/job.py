@@ -101,18 +101,20 @@ def load_target_and_judge(target_spec: ModelSpec, judge_name: str,
 def run_into_folder(folder: RunFolder, rollouts: list[Rollout], attacker: ChatModel, target: ChatModel,
                     judge: Judge, settings: RolloutSettings) -> list[DialogueRecord]:
     """Run the rollouts not finished yet, appending each dialogue as it ends; return all of these
-    rollouts' dialogues in the folder (earlier runs' included, so a resumed run reports on all)."""
+    rollouts' dialogues in the folder (earlier runs' included, so a resumed run reports on all).
+    The folder is locked meanwhile: a second process resuming it is refused."""
     _seed_everything(settings.seed)
-    done = {d.rollout_id for d in folder.finished()}
-    remaining = [r for r in rollouts if r.id not in done]
-    with tqdm(total=len(rollouts), initial=len(rollouts) - len(remaining), desc="dialogues", unit="dlg") as bar:
-        def finish(record: DialogueRecord) -> None:
-            folder.append(record)
-            bar.update(1)
+    with folder.lock():
+        done = {d.rollout_id for d in folder.finished()}
+        remaining = [r for r in rollouts if r.id not in done]
+        with tqdm(total=len(rollouts), initial=len(rollouts) - len(remaining), desc="dialogues", unit="dlg") as bar:
+            def finish(record: DialogueRecord) -> None:
+                folder.append(record)
+                bar.update(1)
 
-        run_dialogues(remaining, attacker, target, judge, settings, finish)
-    wanted = {r.id for r in rollouts}
-    return [d for d in folder.finished() if d.rollout_id in wanted]
+            run_dialogues(remaining, attacker, target, judge, settings, finish)
+        wanted = {r.id for r in rollouts}
+        return [d for d in folder.finished() if d.rollout_id in wanted]
 
 
 def _seed_everything(seed: int) -> None:

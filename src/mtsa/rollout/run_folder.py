@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from mtsa.atomic import check_folder_can_be_made, write_json_atomic
 from mtsa.errors import MtsaError, first_line
@@ -23,17 +25,24 @@ from mtsa.rollout.records import DialogueRecord
 CONFIG = "config.json"
 DIALOGUES = "dialogues.jsonl"
 SUMMARY = "summary.json"
+LOCK = ".lock"
 
 
 class RunFolder:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    def check_can_start(self, config: dict, resume: bool, same_run_keys: tuple[str, ...]) -> None:
-        """Refuse to overwrite a run, or to resume one with different settings. Creates nothing."""
+    def check_can_start(self, config: dict, resume: bool, changeable: tuple[str, ...]) -> None:
+        """Refuse to overwrite a run, to resume one that is not there, or to resume one with other
+        settings than it started with: a setting both configs record must be the same, except the
+        `changeable` ones, which change how the run goes, not what it produces. (A resumed run
+        whose seed or sampling changed would hold dialogues of two runs under one config.)
+        Creates nothing."""
         check_folder_can_be_made(self.path)
         existing = self.path / CONFIG
         if not existing.is_file():
+            if resume:  # a typo in --out would otherwise start a new run, from the defaults
+                raise MtsaError(f"no run to resume in '{self.path}' (no {CONFIG}); without --resume a new one starts")
             return
         if not resume:
             raise MtsaError(f"run folder '{self.path}' already holds a run; pass --resume to finish it "
@@ -47,9 +56,37 @@ class RunFolder:
         if old.get("command", config.get("command")) != config.get("command"):  # runs before 2026-11-30 have none
             raise MtsaError(f"'{self.path}' holds a `mtsa {old['command']}` run, which `mtsa {config['command']}` "
                             "cannot resume")
-        changed = [key for key in same_run_keys if not _same_setting(old.get(key), config.get(key))]
+        changed = [key for key in config if key in old and key not in changeable
+                   and not _same_setting(old[key], config[key])]
         if changed:
-            raise MtsaError(f"cannot resume '{self.path}': {', '.join(changed)} differ from the original run")
+            raise MtsaError(f"cannot resume '{self.path}': {', '.join(changed)} differ from the original run "
+                            f"(only {', '.join(changeable)} may change)")
+
+    @contextmanager
+    def lock(self) -> Iterator[int]:
+        """Hold the folder's lock while the run works in it; yields the lock's file descriptor.
+
+        Two processes in one run folder would both run its unfinished dialogues and append them
+        twice; a second one is refused instead. The descriptor is inheritable: a stage process
+        started meanwhile (`demo.run_stage`) holds the lock too, so a resume is also refused while
+        an update runs on after its parent was killed. Where there is no `fcntl` (Windows) runs
+        are not locked."""
+        try:
+            import fcntl
+        except ImportError:
+            yield -1
+            return
+        descriptor = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise MtsaError(f"'{self.path}' is in use by another mtsa process (a run still going, or an "
+                                "update it started); wait for it to end or stop it, then resume") from None
+            os.set_inheritable(descriptor, True)
+            yield descriptor
+        finally:
+            os.close(descriptor)
 
     def start(self, config: dict) -> None:
         """Create the folder and write the config; call it once the models are loaded."""
@@ -67,16 +104,17 @@ class RunFolder:
             with open(path, "r+b") as file:
                 file.truncate(keep)
             data = data[:keep]
-        records = []
+        records: dict[str, DialogueRecord] = {}  # by rollout id: the first record of a dialogue counts
         for number, line in enumerate(data.split(b"\n"), start=1):
             if line.strip():
                 try:
-                    records.append(DialogueRecord.from_json(json.loads(line)))
+                    record = DialogueRecord.from_json(json.loads(line))
                 except (ValueError, TypeError, KeyError, AttributeError) as exc:
                     raise MtsaError(f"{path}, line {number}: not a dialogue record ({type(exc).__name__}: "
                                     f"{first_line(exc)[:80]}); remove that line (its dialogue is then run again) "
                                     "and resume") from None
-        return records
+                records.setdefault(record.rollout_id, record)
+        return list(records.values())
 
     def append(self, record: DialogueRecord) -> None:
         line = json.dumps(record.to_json(), ensure_ascii=False) + "\n"

@@ -30,7 +30,8 @@ from mtsa.rollout.run_folder import CONFIG, RunFolder
 from mtsa.synth.dataset import attacker_text, sft_example
 from mtsa.synth.diversity import farthest_point, mean_pairwise_cosine
 
-SAME_RUN_KEYS = ("generator", "offline_templates", "strategies", "target", "judge", "goals", "turns", "threshold")
+# on --resume; a larger --limit adds goals, and the dialogues kept are chosen again at the end
+CHANGEABLE = ("out", "resume", "concurrency", "limit", "top_k", "keep_all")
 STRATEGY_NAMES = ",".join(s.name for s in STRATEGIES)
 
 
@@ -85,7 +86,7 @@ def run_synth(config: SynthConfig) -> dict:
     if not out.parent.is_dir():
         raise MtsaError(f"output folder '{out.parent}' does not exist")
     folder = RunFolder(run_folder_of(out))
-    folder.check_can_start(config.resolved(str(out)), config.resume, SAME_RUN_KEYS)
+    folder.check_can_start(config.resolved(str(out)), config.resume, CHANGEABLE)
     if out.exists() and not config.resume:
         raise MtsaError(f"'{out}' exists; choose another --out or delete it")
 
