@@ -114,17 +114,19 @@ LEAN_MALLOC = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "1048576", "MA
 
 
 def launcher_program(launcher: str | None) -> list[str]:
-    """The launcher's words (this Python when there is none), or a one-line error for one that
-    cannot start: checked before a run's first phase, not by its first update."""
+    """The launcher's words (this Python when there is none), its program found on the PATH or
+    beside this Python (a virtual environment's `accelerate`, not activated), or a one-line
+    error for one that cannot start: checked before a run's first phase, not by its first update."""
     if not launcher:
         return [sys.executable]
     try:
         words = shlex.split(launcher)
     except ValueError as exc:
         raise MtsaError(f"--update-launcher {launcher!r}: {exc}") from None
-    if not words or shutil.which(words[0]) is None:
+    program = words and (shutil.which(words[0]) or shutil.which(words[0], path=str(Path(sys.executable).parent)))
+    if not program:
         raise MtsaError(f"--update-launcher {launcher!r}: no program {words[0] if words else ''!r} on the PATH")
-    return words
+    return [program, *words[1:]]
 
 
 def run_stage(command: str, launcher: str | None = None, **settings) -> None:

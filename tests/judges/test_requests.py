@@ -147,8 +147,12 @@ def test_fit_requests_bad_input_is_one_line(tmp_path, capsys):
     assert main(["judge", "--judge", f"embedded?requests={tmp_path / 'none.json'}", "--input", "x", "--out", "y"]) == 2
     assert main(["fit-requests", "--harmful", "a", "--chat-layer", "31", "--out", str(tmp_path / "x.json")]) == 2
     assert main(["fit-requests", "--harmful", "a", "--l2", "nan", "--out", str(tmp_path / "x.json")]) == 2
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "latin1.json").write_bytes(b"\xff{}")
+    for damaged in ("list.json", "latin1.json"):
+        assert main(["judge", "--judge", f"embedded?requests={tmp_path / damaged}", "--input", "x", "--out", "y"]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 5 and all(line.startswith("mtsa: error: ") for line in err)
+    assert len(err) == 7 and all(line.startswith("mtsa: error: ") for line in err)
 
 
 def test_fit_requests_and_judge_refuse_an_out_they_would_destroy_before_working(tmp_path, capsys):

@@ -63,3 +63,11 @@ def test_the_api_key_is_sent_and_never_shown_in_errors(monkeypatch):
     assert "sk-gen" not in str(error.value) and "***" in str(error.value)
     with pytest.raises(MtsaError, match="not a valid URL"):
         GenerationServer("http://[::1/v1")
+
+
+def test_a_server_whose_model_list_is_not_one_is_a_one_line_error():
+    with FakeOpenAIServer(model_id="base") as fake:
+        fake.handle = lambda request: (200, {}, ["not", "a", "model", "list"])
+        with pytest.raises(MtsaError, match="not an OpenAI model list") as error:
+            GenerationServer(fake.base_url).base()
+    assert "\n" not in str(error.value)

@@ -52,6 +52,8 @@ def test_long_history_is_truncated_from_the_oldest_turns(tiny_model_dir, caplog)
     reply = model.generate([history], SamplingParams(temperature=0, max_new_tokens=10))[0]
     assert reply.prompt_tokens <= 190
     assert "dropped its oldest turns" in caplog.text
+    with pytest.raises(MtsaError, match="leaves no room for a prompt"):  # not the prompt's last tokens, cut silently
+        model.generate([history], SamplingParams(temperature=0, max_new_tokens=200))
 
 
 def test_missing_model_and_adapter_are_user_errors(tiny_model_dir, tmp_path):

@@ -161,9 +161,12 @@ def save_members(models: Sequence, out: Path, record: dict) -> None:
 def read_record(path: Path) -> dict:
     """The classifier folder's record; a one-line error if there is none."""
     try:
-        return json.loads((Path(path) / RECORD_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        record = json.loads((Path(path) / RECORD_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
         raise MtsaError(f"'{path}' is not a fine-tuned classifier folder (no readable {RECORD_FILE})") from exc
+    if not isinstance(record, dict):
+        raise MtsaError(f"'{path}' is not a fine-tuned classifier folder ({RECORD_FILE} holds no record)")
+    return record
 
 
 def member_paths(path: Path, record: dict) -> list[Path]:

@@ -37,7 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from mtsa.atomic import write_json_atomic
-from mtsa.errors import MtsaError
+from mtsa.errors import MtsaError, first_line
 
 REQUEST_HEAD_PATH = Path(__file__).with_name("request_head.json")
 FINE_TUNED_KIND = "request-harm-finetuned"
@@ -215,8 +215,10 @@ def load_request_head(path: str | Path = REQUEST_HEAD_PATH) -> dict:
         head = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise MtsaError(f"request classifier '{path}' not found; fit one with `mtsa fit-requests`") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise MtsaError(f"cannot read request classifier '{path}': {exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+        raise MtsaError(f"cannot read request classifier '{path}': {first_line(exc)}") from None
+    if not isinstance(head, dict):
+        raise MtsaError(f"'{path}' is not a request classifier written by `mtsa fit-requests`")
     encoder = head.get("sentence_encoder", "minilm")  # heads written before the option read MiniLM
     width = ENCODER_WIDTHS.get(encoder, -1) + (len(head.get("chat_mean", ())) if head.get("chat_layer") else 0)
     if head.get("kind") != "request-harm" or len(head.get("weights", ())) != width:

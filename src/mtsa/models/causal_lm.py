@@ -22,6 +22,21 @@ def cache_argument(model) -> str:
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
+def resolve_device(device: str) -> str:
+    """`auto` as the GPU if there is one, else the CPU; a device torch does not know, or that this
+    machine lacks, is a one-line error here rather than a traceback from `.to(device)`."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except RuntimeError:
+        raise MtsaError(f"unknown device '{device}' (cpu, cuda, cuda:N, mps or auto)") from None
+    count = {"cpu": 1, "cuda": torch.cuda.device_count(), "mps": int(torch.backends.mps.is_available())}
+    if count.get(parsed.type, 0) <= (parsed.index or 0):
+        raise MtsaError(f"device '{device}' is not available on this machine")
+    return device
+
+
 def load_causal_lm(path: str, *, device: str, dtype: str, batch_size: int, trust_remote_code: bool,
                    role: str = "model", name: str | None = None):
     """(tokenizer, model, device) for a chat model; every user-fixable failure is an MtsaError.
@@ -33,7 +48,7 @@ def load_causal_lm(path: str, *, device: str, dtype: str, batch_size: int, trust
 
     if batch_size < 1:
         raise MtsaError(f"batch_size must be >= 1, got {batch_size}")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    device = resolve_device(device)
     torch_dtype = choose_dtype(dtype, device, name or path).torch_dtype
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)

@@ -58,7 +58,14 @@ class GenerationServer:
         """The server's base model entry from `GET /models` (LoRA entries there name a `parent`)."""
         if self._base is None:
             response = self._request("GET", "/models")
-            models = [m for m in response.json().get("data", []) if not m.get("parent")]
+            try:
+                listed = response.json()["data"]
+                models = [m for m in listed if not m.get("parent")]
+                if not all(isinstance(m["id"], str) for m in models):
+                    raise TypeError("a model id is not text")
+            except (ValueError, TypeError, KeyError, AttributeError):
+                raise MtsaError(f"--generation-server {self.url}/models: not an OpenAI model list: "
+                                f"{self._one_line(response.text)}") from None
             if len(models) != 1:
                 raise MtsaError(f"--generation-server {self.url}: expected one base model, the server lists "
                                 f"{[m.get('id') for m in models]}")

@@ -20,6 +20,7 @@ from typing import Sequence
 import torch
 from transformers import LogitsProcessorList, StaticCache
 
+from mtsa.errors import MtsaError
 from mtsa.models.adapters import local_adapter, with_adapter
 from mtsa.models.base import Conversation, Reply, SamplingParams
 from mtsa.models.causal_lm import cache_argument, in_length_order, left_pad, load_causal_lm, render_chat
@@ -73,6 +74,9 @@ class HFChatModel:
 
         if self.max_context:
             budget = self.max_context - max_new_tokens
+            if budget < 1:
+                raise MtsaError(f"{self.name}: max_context {self.max_context} leaves no room for a prompt "
+                                f"beside {max_new_tokens} new tokens")
             conversation = truncate_oldest(conversation, lambda c: len(render(c)) <= budget, self.name)
             return render(conversation)[-budget:]
         return render(conversation)

@@ -20,6 +20,7 @@ concurrency, timeout_s, max_retries, context_tokens, retry_backoff_s.
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from dataclasses import dataclass, field
 
@@ -91,6 +92,19 @@ def options_of(cls: type) -> dict[str, type]:
             if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "name"}
 
 
+KIND_WORDS = {bool: "true or false", float: "a finite number", int: "a whole number"}
+
+
+def _boolean(value: str) -> bool:
+    """A true/false option; a misspelling is an error, not a silent false (`trust_remote_code=ture`)."""
+    word = value.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
 def typed_options(where: str, options: dict[str, str], allowed: dict[str, type]) -> dict:
     """Options converted to the types `allowed` names; an unknown key or a bad value is one line
     naming `where` (e.g. "model spec 'hf:x?batch=2'")."""
@@ -103,9 +117,11 @@ def typed_options(where: str, options: dict[str, str], allowed: dict[str, type])
             typed[key] = value
             continue
         try:
-            typed[key] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+            typed[key] = _boolean(value) if kind is bool else kind(value)
+            if kind is float and not math.isfinite(typed[key]):
+                raise ValueError
         except ValueError:
-            raise MtsaError(f"option '{key}' in {where} must be {kind.__name__}") from None
+            raise MtsaError(f"option '{key}' in {where} must be {KIND_WORDS.get(kind, kind.__name__)}") from None
     if "dtype" in typed:
         check_dtype_name(typed["dtype"], where)
     for key in POSITIVE:

@@ -14,7 +14,7 @@ import torch
 
 from mtsa.errors import MtsaError, first_line
 from mtsa.judges.base import JudgeItem
-from mtsa.models.causal_lm import left_pad
+from mtsa.models.causal_lm import left_pad, resolve_device
 from mtsa.models.dtype import choose_dtype
 
 
@@ -27,7 +27,7 @@ class RewardModelHelpfulness:
         if scale <= 0:
             raise MtsaError(f"rm '{path}': scale must be > 0, got {scale}")
         self.name = f"rm:{path}"
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.device = resolve_device(device)
         self.batch_size, self.max_length, self.scale, self.shift = batch_size, max_length, scale, shift
         torch_dtype = choose_dtype(dtype, self.device, f"{path} (reward model)").torch_dtype
         try:
