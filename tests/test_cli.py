@@ -100,6 +100,9 @@ def test_judge_command_scores_helpfulness(capsys, tmp_path):
     assert answer["helpfulness"] > 0.5 > refusal["helpfulness"] and answer["judge"] == "embedded"
     code, err = run_cli(capsys, "judge", "--helpfulness", "armorm", "--input", str(rows), "--out", str(out))
     assert code == 2 and "unknown helpfulness scorer" in err
+    code, err = run_cli(capsys, "judge", "--judge", "keyword", "--helpfulness", "embedded", "--input", str(rows),
+                        "--out", str(out))
+    assert code == 2 and "not both" in err
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "checkpoint: their ASR goes into the model card")
 
     judge = commands.add_parser("judge", help="score (goal/prompt, response/completion) rows from CSV or JSONL")
-    judge.add_argument("--judge", default="embedded", help="judge name (default: embedded)")
+    judge.add_argument("--judge", help="judge name (default: embedded)")
     judge.add_argument("--helpfulness", help="score helpfulness instead, with this scorer: embedded, "
                                              "rm:PATH_OR_ID or llm:SPEC (writes a 'helpfulness' column)")
     judge.add_argument("--input", required=True, help="CSV or JSONL file of rows")
@@ -174,10 +174,12 @@ def _run(args: argparse.Namespace) -> int:
 
         if args.batch_size < 1:
             raise MtsaError("--batch-size must be >= 1")
+        if args.helpfulness and args.judge:
+            raise MtsaError("give --judge (safety) or --helpfulness (a helpfulness scorer), not both")
         if args.helpfulness:
             count = score_file(args.helpfulness, args.input, args.out, args.batch_size, helpfulness=True)
         else:
-            count = score_file(args.judge, args.input, args.out, args.batch_size)
+            count = score_file(args.judge or "embedded", args.input, args.out, args.batch_size)
         print(f"scored {count} rows -> {args.out}")
     elif args.command == "fit-requests":
         _fit_requests(args)
