@@ -9,6 +9,8 @@ import secrets
 from pathlib import Path
 from typing import Iterable
 
+from mtsa.errors import MtsaError
+
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over `path`. The file gets
@@ -37,8 +39,6 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
 def check_folder_can_be_made(path: Path, flag: str = "--out") -> None:
     """A one-line error now, before models load or work starts, if `path` cannot be (or be used
     as) a folder: it is a file, or the nearest part of it that exists is a file or is read-only."""
-    from mtsa.errors import MtsaError
-
     if path.exists() and not path.is_dir():
         raise MtsaError(f"{flag} '{path}' exists and is not a folder")
     existing = next(p for p in (path, *path.absolute().parents) if p.exists())
