@@ -127,6 +127,17 @@ def test_one_iteration_writes_pairs_updates_both_models_and_resumes(tiny_model_d
     again = run_train(config(tiny_model_dir, tmp_path, resume=True))
     assert again["target_out"] == metrics["target_out"]
 
+    # killed during the target's update: the pairs were recorded, so a resume runs the update
+    # alone, without loading a model or scoring anything again
+    recorded = json.loads((folder / "metrics.json").read_text())
+    del recorded["target_update"]
+    (folder / "metrics.json").write_text(json.dumps(recorded))
+    updated = []
+    monkeypatch.setattr(loop, "load_models", lambda *args: pytest.fail("models loaded again"))
+    monkeypatch.setattr(loop, "update", lambda config, pairs, *rest: updated.append(pairs.name) or {"steps": 1})
+    run_train(config(tiny_model_dir, tmp_path, resume=True))
+    assert updated == ["target_pairs.jsonl"]
+
 
 def test_an_iteration_without_successes_makes_no_pairs_and_keeps_the_models(tiny_model_dir, tmp_path, monkeypatch,
                                                                            capsys):

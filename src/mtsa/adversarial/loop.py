@@ -211,40 +211,62 @@ def iteration_of(folder: Path) -> int:
 
 
 def attacker_phase(config: TrainConfig, goals, attacker: str, target: str, folder: Path, metrics: dict) -> str:
-    """Sample, branch, pair and update the attacker; return the new attacker's spec."""
+    """Sample, branch, pair and update the attacker; return the new attacker's spec. The pairs are
+    recorded in metrics.json before the update, so a run killed during the update resumes with
+    the update itself, without loading models or scoring again."""
     out = folder / "attacker"
-    pairs_path = folder / "attacker_pairs.jsonl"
+    settings = phase_settings(config, folder, 1)
+    if "attacker_pairs" not in metrics:
+        attacker_pairs_step(config, goals, attacker, target, folder, metrics, settings)
+        write_json_atomic(folder / "metrics.json", metrics)
     if "attacker_update" not in metrics:
-        settings = phase_settings(config, folder, 1)
         started = time.perf_counter()
-        models = load_models(config, attacker, target)
-        dialogues, sampled_asr = sample(folder / "attacker_sampling", config, goals, models, settings,
-                                        (attacker, target))
-        branches = attacker_branches(dialogues, config.temperatures(), config.threshold, config.attacker_safe_below)
-        children = run_branches(folder / "attacker_branches", config, branches, models, settings)
-        reference, metrics["reference_attacks"] = reference_attacks(config, dialogues)
-        pairs, skipped = attacker_pairs(children, reference, settings)
-        write_pairs(pairs_path, pairs)
-        states = {b.branch.parent.rollout_id for b in branches}
-        metrics.update(attacker_sampling_asr=sampled_asr, attacker_states=len(states),
-                       attacker_pairs=len(pairs), attacker_states_skipped=skipped,
-                       attacker_sampling_seconds=round(time.perf_counter() - started, 1))
-        release(models)
-        started = time.perf_counter()
-        metrics["attacker_update"] = update(config, pairs_path, attacker, out, "dpo", config.attacker_beta,
-                                            config.attacker_learning_rate, settings.seed)
+        metrics["attacker_update"] = update(config, folder / "attacker_pairs.jsonl", attacker, out, "dpo",
+                                            config.attacker_beta, config.attacker_learning_rate, settings.seed)
         metrics["attacker_update_seconds"] = round(time.perf_counter() - started, 1)
         write_json_atomic(folder / "metrics.json", metrics)
     return with_adapter_spec(attacker, out) if finished_update(out) else attacker
 
 
+def attacker_pairs_step(config: TrainConfig, goals, attacker: str, target: str, folder: Path, metrics: dict,
+                        settings: RolloutSettings) -> None:
+    """The attacker phase up to its pairs, written to attacker_pairs.jsonl and counted in `metrics`."""
+    started = time.perf_counter()
+    models = load_models(config, attacker, target)
+    dialogues, sampled_asr = sample(folder / "attacker_sampling", config, goals, models, settings, (attacker, target))
+    branches = attacker_branches(dialogues, config.temperatures(), config.threshold, config.attacker_safe_below)
+    children = run_branches(folder / "attacker_branches", config, branches, models, settings)
+    reference, metrics["reference_attacks"] = reference_attacks(config, dialogues)
+    pairs, skipped = attacker_pairs(children, reference, settings)
+    write_pairs(folder / "attacker_pairs.jsonl", pairs)
+    states = {b.branch.parent.rollout_id for b in branches}
+    metrics.update(attacker_sampling_asr=sampled_asr, attacker_states=len(states),
+                   attacker_pairs=len(pairs), attacker_states_skipped=skipped,
+                   attacker_sampling_seconds=round(time.perf_counter() - started, 1))
+    release(models)
+
+
 def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str, folder: Path, metrics: dict) -> str:
-    """Sample against the new attacker, rewrite, branch, reward, pair and update the target."""
+    """Sample against the new attacker, rewrite, branch, reward, pair and update the target (the
+    pairs recorded before the update, as in `attacker_phase`)."""
     out = folder / "target"
-    pairs_path = folder / "target_pairs.jsonl"
-    if "target_update" in metrics:
-        return with_adapter_spec(target, out) if finished_update(out) else target
     settings = phase_settings(config, folder, 2)
+    if "target_pairs" not in metrics:
+        target_pairs_step(config, goals, benign, attacker, target, folder, metrics, settings)
+        write_json_atomic(folder / "metrics.json", metrics)
+    if "target_update" not in metrics:
+        started = time.perf_counter()
+        beta = config.target_beta if config.target_objective == "future_reward" else config.baseline_beta
+        metrics["target_update"] = update(config, folder / "target_pairs.jsonl", target, out, config.target_objective,
+                                          beta, config.learning_rate, settings.seed)
+        metrics["target_update_seconds"] = round(time.perf_counter() - started, 1)
+        write_json_atomic(folder / "metrics.json", metrics)
+    return with_adapter_spec(target, out) if finished_update(out) else target
+
+
+def target_pairs_step(config: TrainConfig, goals, benign, attacker: str, target: str, folder: Path, metrics: dict,
+                      settings: RolloutSettings) -> None:
+    """The target phase up to its pairs, written to target_pairs.jsonl and counted in `metrics`."""
     started = time.perf_counter()
     models = load_models(config, attacker, target)
     dialogues, metrics["target_sampling_asr"] = sample(folder / "target_sampling", config, goals, models, settings,
@@ -266,7 +288,7 @@ def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str,
              for (d, turn, child, w), c, r, last in zip(kept, chosen, rejected, horizons)]
     guard_prompts = round(config.benign_ratio * len(pairs))
     guard = guard_pairs(benign, guard_prompts, iteration_of(folder), models, config, settings)
-    write_pairs(pairs_path, pairs + guard)
+    write_pairs(folder / "target_pairs.jsonl", pairs + guard)
     metrics.update(target_states=len(todo), target_pairs=len(pairs), guard_prompts=guard_prompts,
                    guard_pairs=len(guard), rewrite_sources=source_counts(rewrites),
                    target_futures_cut=sum(len(d.turns) != len(c.turns) for d, _, c, _ in kept),
@@ -276,13 +298,6 @@ def target_phase(config: TrainConfig, goals, benign, attacker: str, target: str,
                    target_sampling_seconds=round(time.perf_counter() - started, 1))
     release(models)
     del helpfulness
-    started = time.perf_counter()
-    beta = config.target_beta if config.target_objective == "future_reward" else config.baseline_beta
-    metrics["target_update"] = update(config, pairs_path, target, out, config.target_objective, beta,
-                                      config.learning_rate, settings.seed)
-    metrics["target_update_seconds"] = round(time.perf_counter() - started, 1)
-    write_json_atomic(folder / "metrics.json", metrics)
-    return with_adapter_spec(target, out) if finished_update(out) else target
 
 
 def load_models(config: TrainConfig, attacker: str, target: str) -> dict:
