@@ -137,6 +137,7 @@ def test_one_iteration_writes_pairs_updates_both_models_and_resumes(tiny_model_d
     monkeypatch.setattr(loop, "update", lambda config, pairs, *rest: updated.append(pairs.name) or {"steps": 1})
     run_train(config(tiny_model_dir, tmp_path, resume=True))
     assert updated == ["target_pairs.jsonl"]
+    assert "resumed" not in recorded and json.loads((folder / "metrics.json").read_text())["resumed"] is True
 
 
 def test_an_iteration_without_successes_makes_no_pairs_and_keeps_the_models(tiny_model_dir, tmp_path, monkeypatch,

@@ -165,8 +165,11 @@ def run_iterations(config: TrainConfig, goals, benign, attacker: str, target: st
     metrics: dict = {}
     for iteration in range(1, config.iterations + 1):
         folder = out / f"iter_{iteration}"
+        started_before = folder.is_dir() and any(folder.iterdir())
         folder.mkdir(exist_ok=True)
         metrics = read_metrics(folder) or {"iteration": iteration, "attacker_in": attacker, "target_in": target}
+        if started_before and "target_update" not in metrics:
+            metrics["resumed"] = True  # its *_seconds count only the work done by the process that finished it
         new_attacker = attacker_phase(config, goals, attacker, target, folder, metrics)
         new_target = target_phase(config, goals, benign, new_attacker, target, folder, metrics)
         metrics.update(attacker_out=new_attacker, target_out=new_target)
