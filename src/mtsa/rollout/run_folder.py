@@ -12,6 +12,7 @@ and summary are written to a temporary file and renamed into place (atomic on PO
 from __future__ import annotations
 
 import json
+import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,8 @@ from mtsa.atomic import check_folder_can_be_made, write_json_atomic
 from mtsa.errors import MtsaError, first_line
 from mtsa.models.dtype import chosen_dtypes
 from mtsa.rollout.records import DialogueRecord
+
+log = logging.getLogger(__name__)
 
 CONFIG = "config.json"
 DIALOGUES = "dialogues.jsonl"
@@ -69,8 +72,8 @@ class RunFolder:
         Two processes in one run folder would both run its unfinished dialogues and append them
         twice; a second one is refused instead. The descriptor is inheritable: a stage process
         started meanwhile (`demo.run_stage`) holds the lock too, so a resume is also refused while
-        an update runs on after its parent was killed. Where there is no `fcntl` (Windows) runs
-        are not locked."""
+        an update runs on after its parent was killed. Where there is no `fcntl` (Windows), or the
+        file system has no locks (some network ones), runs are not locked, with a warning."""
         try:
             import fcntl
         except ImportError:
@@ -83,6 +86,8 @@ class RunFolder:
             except BlockingIOError:
                 raise MtsaError(f"'{self.path}' is in use by another mtsa process (a run still going, or an "
                                 "update it started); wait for it to end or stop it, then resume") from None
+            except OSError as exc:
+                log.warning("cannot lock %s (%s): nothing stops a second process from working in it", self.path, exc)
             os.set_inheritable(descriptor, True)
             yield descriptor
         finally:
