@@ -77,10 +77,13 @@ def _typed(name: str, value: Any, hint: Any) -> Any:
         return str(value)  # `out: 12`, `goals: 2026`
     if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
         return value
-    raise MtsaError(f"setting '{name}' must be {_TYPE_WORDS.get(kind, kind.__name__)}, not {value!r:.60}")
+    raise MtsaError(f"setting '{name}' must be {type_words(kind)}, not {value!r:.60}")
 
 
-_TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+def type_words(kind: type) -> str:
+    """What a setting or option of type `kind` must be, in the words of an error message."""
+    return {bool: "true or false", int: "a whole number", float: "a finite number", str: "text"}.get(
+        kind, kind.__name__)
 
 
 def _read_saved(path: Path, names: set[str]) -> dict[str, Any]:

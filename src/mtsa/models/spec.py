@@ -24,7 +24,7 @@ import math
 import typing
 from dataclasses import dataclass, field
 
-from mtsa.config import base_type
+from mtsa.config import base_type, type_words
 from mtsa.errors import MtsaError
 from mtsa.models.adapters import local_adapter
 from mtsa.models.dtype import check_dtype_name
@@ -92,9 +92,6 @@ def options_of(cls: type) -> dict[str, type]:
             if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "name"}
 
 
-KIND_WORDS = {bool: "true or false", float: "a finite number", int: "a whole number"}
-
-
 def _boolean(value: str) -> bool:
     """A true/false option; a misspelling is an error, not a silent false (`trust_remote_code=ture`)."""
     word = value.strip().lower()
@@ -121,7 +118,7 @@ def typed_options(where: str, options: dict[str, str], allowed: dict[str, type])
             if kind is float and not math.isfinite(typed[key]):
                 raise ValueError
         except ValueError:
-            raise MtsaError(f"option '{key}' in {where} must be {KIND_WORDS.get(kind, kind.__name__)}") from None
+            raise MtsaError(f"option '{key}' in {where} must be {type_words(kind)}") from None
     if "dtype" in typed:
         check_dtype_name(typed["dtype"], where)
     for key in POSITIVE:

@@ -13,8 +13,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from mtsa.atomic import check_folder_can_be_made
 from mtsa.errors import MtsaError, first_line
+from mtsa.training.common import new_output_folder
 
 
 def export(adapter_dir: str, out: str, evaluations: Sequence[str] = ()) -> Path:
@@ -25,9 +25,7 @@ def export(adapter_dir: str, out: str, evaluations: Sequence[str] = ()) -> Path:
     if not (source / "adapter_config.json").is_file() or not summary_path.is_file():
         raise MtsaError(f"'{source}' is not an adapter written by `mtsa train` or `mtsa preference` "
                         "(expected adapter_config.json and mtsa_preference.json)")
-    check_folder_can_be_made(target)
-    if target.exists() and any(target.iterdir()):
-        raise MtsaError(f"--out '{target}' is not empty; choose a new folder")
+    new_output_folder(out)
     measured = [(Path(run), read_evaluation(Path(run), source)) for run in evaluations]
     summary = _read(summary_path)
     base = summary.get("base_model_path")
