@@ -72,6 +72,24 @@ def test_one_goal_file_named_relative_or_absolute_is_the_same_run(tmp_path, monk
         folder.check_can_start({"goals": "builtin"}, resume=True, changeable=())
 
 
+def test_a_run_resumes_only_from_the_folder_it_was_started_in(tmp_path, monkeypatch):
+    from mtsa.redteam import RedteamConfig
+
+    started, elsewhere = tmp_path / "a", tmp_path / "b"
+    for place in (started, elsewhere):  # the same relative name, two different files
+        place.mkdir()
+        (place / "goals.jsonl").write_text('{"goal": "g"}\n')
+    monkeypatch.chdir(started)
+    config = RedteamConfig(goals="goals.jsonl", out=str(tmp_path / "run"))
+    folder = RunFolder(tmp_path / "run")
+    folder.start(config.resolved(config.out))
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(MtsaError, match=f"started in '{started}': resume it from there"):
+        folder.check_can_start(config.resolved(config.out), resume=True, changeable=())
+    monkeypatch.chdir(started)
+    folder.check_can_start(config.resolved(config.out), resume=True, changeable=())
+
+
 def test_the_config_records_each_loaded_models_dtype_and_why(tmp_path, monkeypatch):
     from mtsa.models import dtype
 

@@ -9,6 +9,7 @@ folder is created.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -24,7 +25,7 @@ from mtsa.models.registry import load_model
 from mtsa.models.spec import ModelSpec
 from mtsa.rollout.engine import Rollout, RolloutSettings, run_dialogues
 from mtsa.rollout.records import DialogueRecord
-from mtsa.rollout.run_folder import CONFIG, RunFolder
+from mtsa.rollout.run_folder import CONFIG, STARTED_IN, RunFolder
 
 
 @dataclass
@@ -84,8 +85,9 @@ class RolloutConfig:
         return Path(out) / CONFIG
 
     def resolved(self, out: str) -> dict:
-        """The settings as written to the run folder's config.json."""
-        return {**dataclasses.asdict(self), "out": out, "command": self.command}
+        """The settings as written to the run folder's config.json, with the directory they were
+        given in (a resume from elsewhere would read other files under the same relative names)."""
+        return {**dataclasses.asdict(self), "out": out, "command": self.command, STARTED_IN: os.getcwd()}
 
 
 def load_target_and_judge(target_spec: ModelSpec, judge_name: str,

@@ -29,6 +29,7 @@ CONFIG = "config.json"
 DIALOGUES = "dialogues.jsonl"
 SUMMARY = "summary.json"
 LOCK = ".lock"
+STARTED_IN = "started_in"  # the working directory a run began in: its settings' relative paths are relative to it
 
 
 class RunFolder:
@@ -59,7 +60,11 @@ class RunFolder:
         if old.get("command", config.get("command")) != config.get("command"):  # runs before 2026-11-30 have none
             raise MtsaError(f"'{self.path}' holds a `mtsa {old['command']}` run, which `mtsa {config['command']}` "
                             "cannot resume")
-        changed = [key for key in config if key in old and key not in changeable
+        started_in = old.get(STARTED_IN)
+        if isinstance(started_in, str) and not _same_setting(started_in, config.get(STARTED_IN)):
+            raise MtsaError(f"'{self.path}' was started in '{started_in}': resume it from there "
+                            "(the files its settings name are relative to that folder)")
+        changed = [key for key in config if key in old and key not in (*changeable, STARTED_IN)
                    and not _same_setting(old[key], config[key])]
         if changed:
             raise MtsaError(f"cannot resume '{self.path}': {', '.join(changed)} differ from the original run "
