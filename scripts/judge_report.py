@@ -215,8 +215,8 @@ def speed(xstest_dir: Path) -> str:
     judge.score(data.items[:4])
     rates = []
     for _ in range(2):
-        embedded._GOAL_CACHE.clear()  # every goal new, as at a run's first turn
-        requests._HARM_CACHE.clear()
+        embedded.GOALS.clear()  # every goal new, as at a run's first turn
+        requests.HARM.clear()
         start = time.perf_counter()
         judge.score(data.items)
         rates.append(len(data.items) / (time.perf_counter() - start))

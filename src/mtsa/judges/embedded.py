@@ -60,6 +60,7 @@ import numpy as np
 from mtsa.errors import MtsaError
 from mtsa.judges.base import JudgeItem
 from mtsa.judges.keyword import HARD_REFUSAL_RE, HEAD_CHARS, SOFT_REFUSAL_RE, normalize, refusal_hits
+from mtsa.judges.memo import TextMemo
 
 HEAD_PATH = Path(__file__).with_name("embedded_head.json")
 FEATURE_VERSION = 2
@@ -196,8 +197,7 @@ def lexical_features(goal: str, reply: str) -> list[float]:
     ]
 
 
-_GOAL_CACHE: dict[tuple[str, str], np.ndarray] = {}
-GOAL_CACHE_SIZE = 4096
+GOALS = TextMemo()  # goal embeddings, by encoder
 
 
 def goal_embeddings(goals: Sequence[str], batch_size: int = 64, encoder: str = "minilm") -> dict[str, np.ndarray]:
@@ -206,13 +206,11 @@ def goal_embeddings(goals: Sequence[str], batch_size: int = 64, encoder: str = "
     classifier need it."""
     from mtsa.models.embedded import load_sentence_encoder
 
-    new = sorted({g for g in goals if (encoder, g) not in _GOAL_CACHE})
-    if new:
-        if len(_GOAL_CACHE) + len(new) > GOAL_CACHE_SIZE:
-            _GOAL_CACHE.clear()
+    def embed(new: list[str]) -> np.ndarray:
         vectors = load_sentence_encoder(encoder).encode(new, batch_size=batch_size, normalize_embeddings=True)
-        _GOAL_CACHE.update(((encoder, g), v) for g, v in zip(new, np.asarray(vectors, dtype=np.float32)))
-    return {g: _GOAL_CACHE[(encoder, g)] for g in goals}
+        return np.asarray(vectors, dtype=np.float32)
+
+    return dict(zip(goals, GOALS.get((encoder,), goals, embed)))
 
 
 @lru_cache(maxsize=1)

@@ -38,6 +38,7 @@ import numpy as np
 
 from mtsa.atomic import write_json_atomic
 from mtsa.errors import MtsaError, first_line
+from mtsa.judges.memo import TextMemo
 
 REQUEST_HEAD_PATH = Path(__file__).with_name("request_head.json")
 FINE_TUNED_KIND = "request-harm-finetuned"
@@ -49,9 +50,8 @@ DEFAULT_L2 = 1e-4  # chosen by leave-one-group-out on the shipped training data 
 CHAT_LAYER = 0  # the chat model's layer a head reads (0: none, the shipped head; 15 measured best when read)
 ENCODER_WIDTHS = {"minilm": 384, "mpnet": 768}  # `models.embedded.SENTENCE_ENCODERS`
 CHAT_WEIGHT = 2.0  # the chat state's scale against the unit sentence embedding (leave-one-group-out choice)
-_STATE_CACHE: dict[tuple[int, str], np.ndarray] = {}
-STATE_CACHE_SIZE = 4096
-_HARM_CACHE: dict[tuple[str, int, str], float] = {}  # (classifier folder, its version, request) -> P(harmful)
+CHAT_STATES = TextMemo()  # by chat layer
+HARM = TextMemo()  # P(harmful) by a fine-tuned classifier, by (its folder, its version)
 
 
 @dataclass(frozen=True)
@@ -75,12 +75,7 @@ def chat_states(texts: Sequence[str], layer: int) -> np.ndarray:
     a dialogue's goal is judged at every turn."""
     from mtsa.models.embedded import chat_prompt_states
 
-    new = sorted({t for t in texts if (layer, t) not in _STATE_CACHE})
-    if new:
-        if len(_STATE_CACHE) + len(new) > STATE_CACHE_SIZE:
-            _STATE_CACHE.clear()
-        _STATE_CACHE.update(((layer, t), row) for t, row in zip(new, chat_prompt_states(new, layer)))
-    return np.stack([_STATE_CACHE[(layer, t)] for t in texts])
+    return np.stack(CHAT_STATES.get((layer,), texts, lambda new: chat_prompt_states(new, layer)))
 
 
 def request_features(head: dict, texts: Sequence[str]) -> np.ndarray:
@@ -111,15 +106,11 @@ def harm_probabilities(head: dict, texts: Sequence[str]) -> np.ndarray:
         return p_harmful(head, request_features(head, texts))
     from mtsa.judges import minilm_lora
 
-    key = (head["path"], head["version"])
-    new = sorted({t for t in texts if (*key, t) not in _HARM_CACHE})
-    if new:
-        if len(_HARM_CACHE) + len(new) > STATE_CACHE_SIZE:
-            _HARM_CACHE.clear()
-        p = np.mean([fine_tuned_p(minilm_lora.load(member, FINE_TUNED["layers"], 1), new)
-                     for member in minilm_lora.member_paths(Path(head["path"]), head)], axis=0)
-        _HARM_CACHE.update(((*key, t), float(v)) for t, v in zip(new, p))
-    return np.asarray([_HARM_CACHE[(*key, t)] for t in texts], dtype=np.float32)
+    def mean_p(new: list[str]) -> np.ndarray:
+        return np.mean([fine_tuned_p(minilm_lora.load(member, FINE_TUNED["layers"], 1), new)
+                        for member in minilm_lora.member_paths(Path(head["path"]), head)], axis=0)
+
+    return np.asarray(HARM.get((head["path"], head["version"]), texts, mean_p), dtype=np.float32)
 
 
 def fine_tuned_p(model, texts: Sequence[str]) -> np.ndarray:
