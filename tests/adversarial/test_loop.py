@@ -166,6 +166,7 @@ def test_with_adapter_spec_replaces_the_adapter_and_keeps_options():
 
 @pytest.mark.parametrize("overrides, message", [
     ({"attacker": "openai:gpt-4o@http://localhost:1"}, "API model"),
+    ({"target": "hf:org/base+owner/adapter"}, "adapter must be a local folder"),
     ({"iterations": 0}, "iterations"),
     ({"target_objective": "ppo"}, "target-objective"),
     ({"attacker_temperatures": "hot"}, "attacker-temperatures"),

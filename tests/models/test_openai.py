@@ -220,6 +220,7 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after("86400") == 30.0  # capped
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
     assert parse_retry_after("soon") is None
+    assert parse_retry_after("nan") is None and parse_retry_after("inf") is None  # NaN seconds: an endless sleep
 
 
 def test_the_key_is_masked_in_the_forms_a_server_echoes_it() -> None:

@@ -51,7 +51,8 @@ def test_llm_scorer_asks_with_the_helpfulness_rubric():
     assert Rater.prompts[0][0]["content"] == HELPFULNESS_RUBRIC
 
 
-@pytest.mark.parametrize("name", ["armorm", "rm:", "embedded?colour=red", "rm:x?scale=big"])
+@pytest.mark.parametrize("name", ["armorm", "rm:", "embedded?colour=red", "rm:x?scale=big",
+                                  "embedded?requests=no-such-classifier.json"])
 def test_bad_scorer_names_are_one_line_errors(name):
     with pytest.raises(MtsaError) as error:
         check_helpfulness(name)

@@ -37,6 +37,7 @@ from mtsa.errors import MtsaError
 from mtsa.goals.loaders import load_goals, read_rows
 from mtsa.judges.base import JudgeItem
 from mtsa.judges.registry import check_judge, load_judge
+from mtsa.models.adapters import local_adapter
 from mtsa.models.generation_server import GenerationServer
 from mtsa.models.registry import check_model, load_model
 from mtsa.models.spec import ModelSpec
@@ -187,6 +188,10 @@ def trainable(spec_text: str, flag: str) -> ModelSpec:
     if spec.kind == "openai":
         raise MtsaError(f"{flag} '{spec_text}' is an API model; Stage 2 trains it, so it must be local "
                         "(embedded[+ADAPTER] or hf:PATH_OR_ID[+ADAPTER])")
+    if spec.adapter and local_adapter(spec.adapter) is None:  # `mtsa preference` trains a folder further
+        raise MtsaError(f"{flag} '{spec_text}': Stage 2 trains its adapter further, so the adapter must be a "
+                        f"local folder; download '{spec.adapter}' first (huggingface-cli download "
+                        f"{spec.adapter} --local-dir DIR) and name DIR")
     return spec
 
 

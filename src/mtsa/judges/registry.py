@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from mtsa.errors import MtsaError
 from mtsa.judges.base import Judge
+from mtsa.judges.requests import check_requests_option
 from mtsa.models.registry import check_model, load_model
 from mtsa.models.spec import options_of, split_query, typed_options
 
@@ -75,8 +76,5 @@ def _args(name: str) -> tuple[type, str, dict]:
     if cls is None:
         raise MtsaError(f"unknown judge '{name}': expected {KNOWN}")
     options = typed_options(f"judge '{name}'", split_query(query), options_of(cls))
-    if options.get("requests"):
-        from mtsa.judges.requests import load_request_head
-
-        load_request_head(options["requests"])  # a missing or wrong file fails before a run starts
+    check_requests_option(options)
     return cls, body.partition(":")[2], options

@@ -196,6 +196,13 @@ def read_labelled_requests(path: Path, label: str | None = None) -> LabelledRequ
     return LabelledRequests(texts, np.asarray(labels, dtype=np.int64))
 
 
+def check_requests_option(options: dict) -> None:
+    """Load the classifier a judge's or scorer's `requests=FILE` option names, so that a missing or
+    wrong file fails before a run starts, not at the first reply it scores."""
+    if options.get("requests"):
+        load_request_head(options["requests"])
+
+
 def load_request_head(path: str | Path = REQUEST_HEAD_PATH) -> dict:
     """A request classifier: a linear head (JSON) or a fine-tuned one (a folder), checked and
     ready for `harm_probabilities`."""

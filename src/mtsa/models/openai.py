@@ -14,6 +14,7 @@ import asyncio
 import email.utils
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -298,4 +299,6 @@ def parse_retry_after(value: str | None) -> float | None:
             seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
         except (TypeError, ValueError):
             return None
+    if not math.isfinite(seconds):  # "nan" parses as a float, and sleeping NaN seconds never ends
+        return None
     return min(max(seconds, 0.0), MAX_BACKOFF_S)

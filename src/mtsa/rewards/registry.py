@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from mtsa.errors import MtsaError
 from mtsa.judges.base import Judge
+from mtsa.judges.requests import check_requests_option
 from mtsa.models.registry import check_local_model_folder, check_model, load_model
 from mtsa.models.spec import options_of, split_query, typed_options
 
@@ -38,7 +39,7 @@ def check_helpfulness(name: str) -> None:
     if name.startswith("llm:"):
         check_model(name[len("llm:"):])
         return
-    _, path, _ = _args(name)
+    _, path, _ = _args(name)  # also loads a `requests=` classifier
     if path:
         check_local_model_folder(path, "reward model")
 
@@ -62,4 +63,5 @@ def _args(name: str) -> tuple[type, str, dict]:
     else:
         raise MtsaError(f"unknown helpfulness scorer '{name}': expected {KNOWN}")
     options = typed_options(f"helpfulness scorer '{name}'", split_query(query), options_of(cls))
+    check_requests_option(options)
     return cls, body.partition(":")[2], options
