@@ -153,6 +153,20 @@ def test_hf_local_folder_of_csv_with_split(tmp_path):
     assert [g.goal for g in load_goals(f"hf:{folder}")] == ["T1"]
 
 
+def test_hf_dataset_with_several_configurations(tmp_path):
+    """As walledai/HarmBench (standard, contextual, copyright): hf:NAME:CONFIG:SPLIT."""
+    folder = tmp_path / "bench"
+    configs = "".join(f"- config_name: {c}\n  data_files:\n  - split: train\n    path: {c}/train.csv\n"
+                      for c in ("standard", "contextual"))
+    write(folder / "README.md", f"---\nconfigs:\n{configs}---\n")
+    write(folder / "standard" / "train.csv", "prompt\nS1\nS2\n")
+    write(folder / "contextual" / "train.csv", "prompt\nC1\n")
+    assert [g.goal for g in load_goals(f"hf:{folder}:standard:train")] == ["S1", "S2"]
+    assert [g.goal for g in load_goals(f"hf:{folder}:contextual:train")] == ["C1"]
+    assert "hf:<name>:<config>:<split>" in error_of(f"hf:{folder}:standard")  # a config is not a split
+    assert "expected" in error_of(f"hf:{folder}:a:b:c")
+
+
 def test_hf_local_file(tmp_path):
     src = write(tmp_path / "one.jsonl", jsonl([{"goal": "G1"}, {"goal": "G2"}]))
     assert [g.goal for g in load_goals(f"hf:{src}", limit=1)] == ["G1"]

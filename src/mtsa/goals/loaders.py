@@ -184,10 +184,15 @@ def _parse_csv(text: str, origin: str) -> list[Any]:
 
 
 def _read_hf(spec: str) -> tuple[list[Any], str]:
-    """`<name>[:split]` through `datasets.load_dataset`; any failure becomes an MtsaError."""
-    name, _, split = spec.rpartition(":") if ":" in spec else (spec, "", "")
-    name, split = name.strip(), split.strip() or "train"
-    origin = f"hf:{name}:{split}"
+    """`<name>[:split]` or `<name>:<config>:<split>` (a dataset with several configurations, such
+    as HarmBench's standard/contextual/copyright) through `datasets.load_dataset`; any failure
+    becomes an MtsaError."""
+    parts = [part.strip() for part in spec.split(":")]
+    if len(parts) > 3:
+        raise MtsaError(f"hf:{spec}: expected hf:<name>[:split] or hf:<name>:<config>:<split>")
+    name, config, split = parts[0], parts[1] if len(parts) == 3 else None, (parts[-1] if len(parts) > 1 else "")
+    split = split or "train"
+    origin = ":".join(["hf", name, *([config] if config else []), split])
     if not name:
         raise MtsaError(f"hf:{spec}: no dataset name given (expected hf:<name>[:split])")
     try:
@@ -200,13 +205,14 @@ def _read_hf(spec: str) -> tuple[list[Any], str]:
                 raise MtsaError(f"{origin}: unknown data file extension {local.suffix!r}")
             ds = datasets.load_dataset(builder, data_files=str(local), split=split)
         else:
-            ds = datasets.load_dataset(str(local) if local.is_dir() else name, split=split)
+            ds = datasets.load_dataset(str(local) if local.is_dir() else name, config, split=split)
         rows = list(ds)
     except MtsaError:
         raise
     except Exception as e:  # network, missing dataset, bad split, bad files: all user-fixable
+        hint = " (a dataset with several configurations: hf:<name>:<config>:<split>)" if not config else ""
         raise MtsaError(f"could not load Hugging Face dataset {name!r} (split {split!r}): "
-                        f"{type(e).__name__}: {first_line(e)}") from e
+                        f"{type(e).__name__}: {first_line(e)}{hint}") from e
     return rows, origin
 
 
