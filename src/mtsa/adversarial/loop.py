@@ -48,6 +48,7 @@ from mtsa.rollout.job import RolloutConfig, run_into_folder
 from mtsa.rollout.records import DialogueRecord
 from mtsa.rollout.run_folder import RunFolder
 from mtsa.training.pairs import PreferencePair, attacker_pairs, common_horizon, target_pair, target_rewards
+from mtsa.training.preference import eta
 
 CHANGEABLE = ("out", "resume", "concurrency", "update_launcher", "generation_server")  # on --resume
 TEMPLATE_REFUSAL = "I'm sorry, but I can't help with that."
@@ -85,13 +86,14 @@ class TrainConfig(RolloutConfig):
         "beta of the target's plain DPO when --target-objective is dpo (the no-future-reward baseline)"))
     benign: str | None = field(default=None, metadata=help_text(
         "benign look-alike prompts for the over-refusal guard (default: the shipped set)"))
-    benign_ratio: float = field(default=0.5, metadata=help_text("over-refusal guard pairs per target pair"))
+    benign_ratio: float = field(default=0.5, metadata=help_text(
+        "over-refusal guard prompts per target pair (a prompt the target never answers fully makes no pair)"))
     learning_rate: float = field(default=1e-3, metadata=help_text(
-        "learning rate of the target's update (LoRA on the embedded model: 1e-3, where its margins reach their "
-        "targets; full fine-tuning of a 7B model: ~1e-5, the paper's 1.41e-5)"))
+        "learning rate of the target's LoRA update (chosen for the embedded model; 7B models want less: "
+        "examples/stage2/paper-7b.yaml)"))
     attacker_learning_rate: float = field(default=1e-4, metadata=help_text(
-        "learning rate of the attacker's DPO update: a few pairs at 1e-3 broke the embedded attacker's turn "
-        "format (15 of 16 dialogues dropped after a second update)"))
+        "learning rate of the attacker's LoRA DPO update (a higher one broke the embedded attacker's turn "
+        "format: benchmarks/RESULTS.md)"))
     train_epochs: float = field(default=3.0, metadata=help_text("epochs of each update (a few dozen pairs per "
                                                                  "iteration on a CPU: several passes)"))
     train_batch_size: int = field(default=2, metadata=help_text("pairs per step"))
@@ -301,7 +303,7 @@ def target_pairs_step(config: TrainConfig, goals, benign, attacker: str, target:
                    guard_pairs=len(guard), rewrite_sources=source_counts(rewrites),
                    target_futures_cut=sum(len(d.turns) != len(c.turns) for d, _, c, _ in kept),
                    target_reward_chosen=mean(chosen), target_reward_rejected=mean(rejected),
-                   target_margin_asked=mean([(c - r) / (2 * config.target_beta) for c, r in zip(chosen, rejected)])
+                   target_margin_asked=mean([(c - r) * eta(config.target_beta) for c, r in zip(chosen, rejected)])
                    if config.target_objective == "future_reward" else None,  # plain DPO asks for no margin
                    target_sampling_seconds=round(time.perf_counter() - started, 1))
     release(models)

@@ -38,6 +38,7 @@ import numpy as np
 
 from mtsa.atomic import write_json_atomic
 from mtsa.errors import MtsaError, first_line
+from mtsa.judges.embedded import sigmoid
 from mtsa.judges.memo import TextMemo
 
 REQUEST_HEAD_PATH = Path(__file__).with_name("request_head.json")
@@ -47,7 +48,7 @@ DATA_DIR = Path(__file__).with_name("data")
 LABELS = {"harmful": 1, "benign": 0}
 TEXT_COLUMNS = ("request", "goal", "prompt")
 DEFAULT_L2 = 1e-4  # chosen by leave-one-group-out on the shipped training data (docs/judges.md)
-CHAT_LAYER = 0  # the chat model's layer a head reads (0: none, the shipped head; 15 measured best when read)
+CHAT_LAYER = 0  # the chat model's layer a head reads (0: none, the shipped head; docs/judges.md compares layers)
 ENCODER_WIDTHS = {"minilm": 384, "mpnet": 768}  # `models.embedded.SENTENCE_ENCODERS`
 CHAT_WEIGHT = 2.0  # the chat state's scale against the unit sentence embedding (leave-one-group-out choice)
 CHAT_STATES = TextMemo()  # by chat layer
@@ -95,8 +96,7 @@ def scaled_states(head: dict, states: np.ndarray) -> np.ndarray:
 
 def p_harmful(head: dict, features: np.ndarray) -> np.ndarray:
     """P(harmful) for each row of `request_features`."""
-    logits = features @ np.asarray(head["weights"], dtype=np.float32) + float(head["bias"])
-    return 1.0 / (1.0 + np.exp(-logits))
+    return sigmoid(features @ np.asarray(head["weights"], dtype=np.float32) + float(head["bias"]))
 
 
 def harm_probabilities(head: dict, texts: Sequence[str]) -> np.ndarray:
@@ -117,7 +117,7 @@ def fine_tuned_p(model, texts: Sequence[str]) -> np.ndarray:
     """P(harmful) of each request by one fine-tuned classifier."""
     from mtsa.judges import minilm_lora
 
-    return 1.0 / (1.0 + np.exp(-minilm_lora.logits(model, texts, FINE_TUNED["max_tokens"])[:, 0]))
+    return sigmoid(minilm_lora.logits(model, texts, FINE_TUNED["max_tokens"])[:, 0])
 
 
 def fit_fine_tuned(texts: Sequence[str], labels: np.ndarray, seed: int = 0):

@@ -100,9 +100,10 @@ class PreferenceConfig:
             raise MtsaError("--beta must be positive")
         check_training_settings(self)
 
-    @property
-    def eta(self) -> float:
-        return 1.0 / (2.0 * self.beta)
+
+def eta(beta: float) -> float:
+    """The future-reward loss's nats of log-ratio margin asked per unit of reward difference."""
+    return 1.0 / (2.0 * beta)
 
 
 def load_pairs(path: str, objective: str) -> list[dict]:
@@ -261,7 +262,7 @@ def future_reward_trainer() -> type:
             """Each pair's log-ratio margin under `model` and the margin its rewards ask for."""
             chosen, rejected = completion_logps(model, inputs).chunk(2)
             margin = (chosen - inputs["ref_chosen_logps"]) - (rejected - inputs["ref_rejected_logps"])
-            return margin, inputs["reward_margin"].to(margin.device) / (2.0 * self.beta)
+            return margin, inputs["reward_margin"].to(margin.device) * eta(self.beta)
 
         def achieved_margins(self) -> list[tuple[float, float]]:
             """(achieved, asked) margin of every pair once training is over: one forward pass over
