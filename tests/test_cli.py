@@ -213,5 +213,5 @@ def test_a_train_run_resumed_with_other_results_affecting_settings_is_refused(ca
     for flags, changed in ((["--seed", "7"], "seed"), (["--learning-rate", "0.5"], "learning_rate"),
                            (["--stop-on-unsafe"], "stop_on_unsafe")):
         code, err = run_cli(capsys, "train", "--out", str(run), "--resume", *flags)
-        assert code == 2 and f"{changed} differ from the original run" in err
+        assert code == 2 and f"{changed} differs from the original run" in err
     assert sorted(p.name for p in run.iterdir()) == ["config.json"]

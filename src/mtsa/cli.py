@@ -16,7 +16,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line on stderr (no usage dump) and exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"mtsa: error: {message} (see `{self.prog} --help`)\n")
+        hint = "" if "--help`)" in message else f" (see `{self.prog} --help`)"
+        sys.stderr.write(f"mtsa: error: {message}{hint}\n")
         sys.exit(2)
 
 
@@ -81,9 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--benign", nargs="*", default=[], help="files whose every row is a benign request")
     fit.add_argument("--l2", type=float, help="L2 regularisation strength (default: 1e-4, as the shipped one)")
     fit.add_argument("--chat-layer", type=int, default=0, help="also read the embedded chat model's state after "
-                                                                "this layer at the end of the request (15 measured "
-                                                                "best; default 0: the sentence embedding alone, as "
-                                                                "the shipped classifier; see docs/judges.md)")
+                                                                "this layer at the end of the request (default 0: the "
+                                                                "sentence embedding alone, as the shipped classifier; "
+                                                                "docs/judges.md compares layers)")
     fit.add_argument("--encoder", choices=("minilm", "mpnet"), default="minilm",
                      help="sentence encoder: minilm (all-MiniLM-L6-v2, the judge's own) or mpnet "
                           "(all-mpnet-base-v2, larger; see docs/judges.md)")
@@ -113,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="mtsa: %(levelname)s: %(message)s")
     logging.getLogger("mtsa").setLevel(logging.INFO)  # our own notes (dtype chosen, retries); libraries stay quiet
     _quiet_libraries()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the command's own help lists its flags; `mtsa --help` does not
+        parser.error(f"unrecognized arguments: {' '.join(unknown)} (see `mtsa {args.command} --help`)")
     try:
         return _run(args)
     except MtsaError as exc:

@@ -34,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         flag = "--" + field.name.replace("_", "-")
         kind = base_type(hints[field.name])
         default = field.default if field.default is not dataclasses.MISSING else None
-        helptext = f"{field.metadata.get('help', '')} (default: {default})"
+        helptext = field.metadata.get("help", "")
+        if "(default:" not in helptext:  # a help that names its default itself (runs/redteam-<time>)
+            helptext = f"{helptext} (default: {default})"
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=helptext)
         else:

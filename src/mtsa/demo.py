@@ -109,7 +109,7 @@ def run_demo(config: DemoConfig) -> dict:
 
 # glibc malloc settings for the stage processes: one arena, and tensors over 1 MiB in their own
 # mappings handed back on free, because the default arenas keep freed activation buffers and
-# the SFT stage's peak memory grows by a third (benchmarks/RESULTS.md). Ignored elsewhere.
+# the SFT stage's peak memory grows markedly (benchmarks/RESULTS.md). Ignored elsewhere.
 LEAN_MALLOC = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "1048576", "MALLOC_TRIM_THRESHOLD_": "0"}
 
 
@@ -133,7 +133,7 @@ def run_stage(command: str, launcher: str | None = None, **settings) -> None:
     """Run one stage as its own `mtsa` process, the command a user would type (printed first).
 
     A process per stage hands each stage's memory back before the next one starts, so the
-    demo's peak is that of its largest stage (the SFT), not the sum of all three. `launcher`
+    demo's peak is that of its largest stage (the SFT), not the sum of all five. `launcher`
     (e.g. "accelerate launch --config_file ddp.yaml") runs the stage instead of this Python.
     """
     argv = [command]

@@ -3,7 +3,7 @@
 Each attacker turn is `Thinking k: <thought>` then `Attack question k: <question>`. Only the
 question reaches the target; the thought stays in the attacker's own history. In the
 attacker's chat it speaks as `assistant` and the target's replies arrive, verbatim, as `user`
-messages (MTSA.md, "decided"). The first user message only opens the dialogue.
+messages (the project's choice where the paper is silent). The first user message only opens the dialogue.
 """
 
 from __future__ import annotations

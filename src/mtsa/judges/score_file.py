@@ -2,7 +2,7 @@
 
 Users audit old transcripts with it, and it is how a judge's accuracy against human labels
 is measured. Output: the input rows plus the judge's columns (`p_unsafe`; for the embedded
-judge also `p_harmful_request`, `p_helped` and `p_on_goal`; for the refusal judge
+judge also `p_harmful_request`, `p_helped`, `p_on_goal` and `reread`; for the refusal judge
 `p_full_compliance`, `p_partial_refusal`, `p_full_refusal` and `p_refusal`), as JSONL, written to a temporary file
 and renamed into place so that a crash never leaves a half-written result. With
 `--helpfulness SCORER` it writes a helpfulness scorer's `helpfulness` column instead (Stage 2's

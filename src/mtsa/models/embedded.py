@@ -136,14 +136,13 @@ def load_sentence_encoder(name: str = "minilm"):
     computes bf16 natively it encodes faster than fp32, with embeddings that agree to rounding.
     """
     if name not in _ENCODERS:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
         from mtsa.models.dtype import choose_dtype
 
         model, folder = SENTENCE_ENCODERS[name]
         dtype = choose_dtype("auto", "cpu", f"{model} (embedded judge)").torch_dtype
-        _ENCODERS[name] = SentenceTransformer(str(folder()), device="cpu").to(dtype)
+        _ENCODERS[name] = SentenceTransformer(str(folder()), device="cpu", local_files_only=True).to(dtype)
     return _ENCODERS[name]
 
 

@@ -13,7 +13,8 @@ Which options a backend takes is read from its constructor's keyword-only argume
 them. hf options: device, dtype (auto: decided by the hardware, see dtype.py), batch_size,
 max_context, trust_remote_code (off unless you say so), prefix_cache (on: a prompt prefix
 shared by a whole batch is computed once, and each dialogue's keys/values are reused by its
-next call), kv_reuse_mb (memory for the latter; 0 turns it off). openai options: api_key_env,
+next call), kv_reuse_mb (memory for the latter; 0 turns it off), packed_linear (on: the
+linear layers' weights packed for the CPU's matrix kernels, `packed_linear.py`). openai options: api_key_env,
 concurrency, timeout_s, max_retries, context_tokens, retry_backoff_s.
 """
 

@@ -36,7 +36,7 @@ class RolloutConfig:
 
     target: str = field(default="embedded", metadata=help_text("target model spec"))
     judge: str = field(default="embedded", metadata=help_text(
-        "judge: embedded, keyword, llama-guard[:MODEL], llm:SPEC"))
+        "judge: embedded[?requests=FILE], refusal, keyword, llama-guard[:MODEL], llm:SPEC (docs/judges.md)"))
     goals: str = field(default="builtin", metadata=help_text(
         "goal source: builtin, FILE.json/.jsonl/.csv or hf:NAME[:SPLIT]"))
     turns: int = field(default=5, metadata=help_text("attacker turns per dialogue (H)"))

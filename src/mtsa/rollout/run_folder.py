@@ -5,7 +5,7 @@ The config also records the dtype each model of the process was loaded in, and w
 
 Crash safety: each finished dialogue is one JSON line written with a single `write`, then
 flushed and fsynced, so a `kill -9` loses at most the line being written. On `--resume`
-a torn last line is cut off, finished goals are skipped, and the rest are run. The config
+a torn last line is cut off, finished dialogues (by rollout id) are skipped, and the rest are run. The config
 and summary are written to a temporary file and renamed into place (atomic on POSIX).
 """
 
@@ -67,7 +67,8 @@ class RunFolder:
         changed = [key for key in config if key in old and key not in (*changeable, STARTED_IN)
                    and not _same_setting(old[key], config[key])]
         if changed:
-            raise MtsaError(f"cannot resume '{self.path}': {', '.join(changed)} differ from the original run "
+            raise MtsaError(f"cannot resume '{self.path}': {', '.join(changed)} "
+                            f"{'differs' if len(changed) == 1 else 'differ'} from the original run "
                             f"(only {', '.join(changeable)} may change)")
 
     @contextmanager

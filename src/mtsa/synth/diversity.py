@@ -1,7 +1,7 @@
 """Keep the most diverse part of a synthesized attack set (MTSA Stage 1).
 
 Each dialogue is represented by its attacker text (thoughts and questions), embedded with
-MiniLM. Selection is greedy farthest-point (decided in MTSA.md): start from the dialogue
+MiniLM. Selection is greedy farthest-point (the project's choice where the paper is silent): start from the dialogue
 least similar to the set's centroid, then repeatedly add the one whose highest cosine
 similarity to anything already chosen is lowest. It is deterministic and O(n * k).
 """

@@ -111,8 +111,9 @@ def model_card(source: Path, summary: dict, measured: Sequence[tuple[Path, dict]
                   f"{summary.get('model')}+{source}` on goals it was not trained on, and export again with "
                   "`--evaluation RUN` to report it here."]
     if role == "target":
-        lines += ["", "Over-refusal (refusing requests that only sound risky) is not measured by an `mtsa` "
-                  "command yet; `benchmarks/alignment_effect.py` measures it on XSTest's safe prompts."]
+        lines += ["", "Over-refusal (refusing requests that only sound risky) is not reported here: a red-team "
+                  "run measures attacks, and no `mtsa` command yet sends a set of benign prompts to a model. "
+                  "`benchmarks/alignment_effect.py` does, on XSTest's safe prompts, scored by the `refusal` judge."]
     return "\n".join(lines + [""])
 
 
