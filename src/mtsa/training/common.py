@@ -4,11 +4,41 @@ LoRA settings, the warm-up of short updates, the output folder, and training the
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtsa.atomic import check_folder_can_be_made
+from mtsa.config import help_text
 from mtsa.errors import MtsaError, first_line
+from mtsa.models.dtype import check_dtype_name
 from mtsa.models.registry import check_model
+
+
+@dataclass
+class TrainingSettings:
+    """The settings both trainers have, with one meaning (each trainer's config adds its data,
+    model, length and rate settings). LoRA without dropout, and the base weights in the dtype the
+    hardware computes fastest, are what make CPU training practical; adapting only the top layers
+    (`lora_layers`) also stops back-propagation early."""
+
+    lora_r: int = field(default=16, metadata=help_text("LoRA rank of a new adapter"))
+    lora_alpha: int = field(default=32, metadata=help_text("LoRA alpha of a new adapter"))
+    lora_dropout: float = field(default=0.0, metadata=help_text(
+        "LoRA dropout of a new adapter (each adapted layer then draws a mask: slow on CPU)"))
+    lora_target_modules: str = field(default="all-linear", metadata=help_text(
+        "LoRA target modules (comma-separated or all-linear)"))
+    lora_layers: int = field(default=0, metadata=help_text(
+        "put LoRA only on the top N transformer layers (0: all); back-propagation then stops at the lowest one"))
+    dtype: str = field(default="auto", metadata=help_text(
+        "base weights' dtype: auto (bfloat16 on GPUs and on CPUs with AMX, else float32; float32 for full "
+        "fine-tuning on CPU), bfloat16, float16, float32"))
+    lr_scheduler: str = field(default="cosine", metadata=help_text("learning-rate schedule"))
+    warmup_ratio: float = field(default=0.1, metadata=help_text(
+        "share of steps spent warming up, rounded down (a short update has none)"))
+    max_steps: int = field(default=-1, metadata=help_text("stop after N updates (-1: run all epochs)"))
+    seed: int = field(default=0, metadata=help_text("random seed"))
+    logging_steps: int = field(default=5, metadata=help_text("log the loss every N updates"))
+    gradient_checkpointing: bool = field(default=False, metadata=help_text("trade compute for memory (large models)"))
 
 
 def base_model_path(spec_text: str) -> str:
@@ -99,7 +129,7 @@ SCHEDULES = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant
              "inverse_sqrt")  # transformers' schedules that need no settings beyond the warm-up
 
 
-def check_training_settings(config) -> None:
+def check_training_settings(config: TrainingSettings) -> None:
     """The settings the SFT and preference trainers share, checked before any model loads: a bad
     one would otherwise fail inside transformers or peft, some only after the data is prepared."""
     checks = [
@@ -117,6 +147,7 @@ def check_training_settings(config) -> None:
     for ok, message in checks:
         if not ok:
             raise MtsaError(message)
+    check_dtype_name(config.dtype, "--dtype")
 
 
 def floored_warmup(trainer_class: type) -> type:

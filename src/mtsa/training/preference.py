@@ -32,9 +32,10 @@ from pathlib import Path
 from mtsa.atomic import write_json_atomic
 from mtsa.config import help_text
 from mtsa.errors import MtsaError
-from mtsa.models.dtype import check_dtype_name, choose_dtype, chosen_dtypes
+from mtsa.models.dtype import choose_dtype, chosen_dtypes
 from mtsa.training.common import (
     PAIRS_FOLDER,
+    TrainingSettings,
     base_model_path,
     check_trainable_base,
     check_training_settings,
@@ -53,7 +54,7 @@ OBJECTIVES = ("dpo", "future_reward")
 
 
 @dataclass
-class PreferenceConfig:
+class PreferenceConfig(TrainingSettings):
     """Settings of one preference update. Reference (7B, GPUs, full fine-tuning): 1 epoch, lr
     1.41e-5; attacker beta 0.1 (DPO), target beta 0.01 (future reward, eta 50). The defaults
     (LoRA, a higher learning rate) are for CPUs and small models."""
@@ -66,26 +67,12 @@ class PreferenceConfig:
     objective: str = field(default="dpo", metadata=help_text(
         "dpo (the attacker; the target's no-future-reward baseline) or future_reward (the target)"))
     beta: float = field(default=0.1, metadata=help_text("DPO's beta; future_reward: eta = 1 / (2 beta)"))
-    lora_r: int = field(default=16, metadata=help_text("LoRA rank of a new adapter"))
-    lora_alpha: int = field(default=32, metadata=help_text("LoRA alpha of a new adapter"))
-    lora_dropout: float = field(default=0.0, metadata=help_text("LoRA dropout of a new adapter"))
-    lora_target_modules: str = field(default="all-linear", metadata=help_text("LoRA target modules"))
-    lora_layers: int = field(default=0, metadata=help_text("LoRA on the top N layers only (0: all)"))
-    dtype: str = field(default="auto", metadata=help_text(
-        "base weights' dtype (auto: what the hardware computes fastest)"))
     epochs: float = field(default=1.0, metadata=help_text("training epochs"))
     learning_rate: float = field(default=5e-5, metadata=help_text("peak learning rate (reference full FT: 1.41e-5)"))
-    lr_scheduler: str = field(default="cosine", metadata=help_text("learning-rate schedule"))
-    warmup_ratio: float = field(default=0.1, metadata=help_text(
-        "share of steps spent warming up, rounded down (a short update has none)"))
     batch_size: int = field(default=2, metadata=help_text("pairs per device per step"))
     gradient_accumulation: int = field(default=1, metadata=help_text("steps per update"))
     max_length: int = field(default=2048, metadata=help_text(
         "tokens of prompt + completion; a longer pair loses its prompt's oldest turns"))
-    max_steps: int = field(default=-1, metadata=help_text("stop after N updates (-1: run all epochs)"))
-    seed: int = field(default=0, metadata=help_text("random seed"))
-    logging_steps: int = field(default=5, metadata=help_text("log every N updates"))
-    gradient_checkpointing: bool = field(default=False, metadata=help_text("trade compute for memory"))
 
     def __post_init__(self) -> None:
         if not self.data or not self.out:
@@ -95,7 +82,6 @@ class PreferenceConfig:
         check_trainable_base(self.model, "; give the adapter to train further with --adapter")
         if self.adapter and not (Path(self.adapter) / "adapter_config.json").is_file():
             raise MtsaError(f"--adapter '{self.adapter}' is not an adapter folder (no adapter_config.json)")
-        check_dtype_name(self.dtype, "--dtype")
         if self.beta <= 0:
             raise MtsaError("--beta must be positive")
         check_training_settings(self)

@@ -17,8 +17,9 @@ from pathlib import Path
 from mtsa.atomic import write_json_atomic
 from mtsa.config import help_text
 from mtsa.errors import MtsaError
-from mtsa.models.dtype import check_dtype_name, choose_dtype, chosen_dtypes
+from mtsa.models.dtype import choose_dtype, chosen_dtypes
 from mtsa.training.common import (
+    TrainingSettings,
     base_model_path,
     check_trainable_base,
     check_training_settings,
@@ -34,47 +35,27 @@ from mtsa.training.common import (
 
 
 @dataclass
-class AttackerSFTConfig:
+class AttackerSFTConfig(TrainingSettings):
     """Settings of one attacker SFT run. Reference (7B, GPUs, full fine-tuning): 3 epochs, lr 1e-5,
-    cosine, warmup 0.1, effective batch 8, max length 2500. The defaults (LoRA without dropout,
-    base weights in the dtype the hardware computes fastest, lr 2e-4) are what makes CPU
-    training practical; adapting only the top layers (`lora_layers`) also stops
-    back-propagation early. benchmarks/RESULTS.md has the measured step times."""
+    cosine, warmup 0.1, effective batch 8, max length 2500. The defaults (LoRA, lr 2e-4; the
+    shared settings in `TrainingSettings`) are for CPUs and small models. benchmarks/RESULTS.md
+    has the measured step times."""
 
     data: str | None = field(default=None, metadata=help_text("SFT JSONL written by `mtsa synth`"))
     model: str = field(default="embedded", metadata=help_text("base model spec: embedded or hf:PATH_OR_ID"))
     out: str | None = field(default=None, metadata=help_text("folder for the adapter/model and tokenizer"))
     full_finetune: bool = field(default=False, metadata=help_text("train all weights instead of a LoRA adapter"))
-    lora_r: int = field(default=16, metadata=help_text("LoRA rank"))
-    lora_alpha: int = field(default=32, metadata=help_text("LoRA alpha"))
-    lora_dropout: float = field(default=0.0, metadata=help_text(
-        "LoRA dropout (each adapted layer then draws a mask: slow on CPU)"))
-    lora_target_modules: str = field(default="all-linear", metadata=help_text(
-        "LoRA target modules (comma-separated or all-linear)"))
-    lora_layers: int = field(default=0, metadata=help_text(
-        "put LoRA only on the top N transformer layers (0: all); back-propagation then stops at the lowest one"))
-    dtype: str = field(default="auto", metadata=help_text(
-        "base weights' dtype: auto (bfloat16 on GPUs and on CPUs with AMX, else float32; "
-        "float32 for full fine-tuning on CPU), bfloat16, float16, float32"))
     epochs: float = field(default=3.0, metadata=help_text("training epochs"))
     learning_rate: float = field(default=2e-4, metadata=help_text("peak learning rate (reference full FT: 1e-5)"))
-    lr_scheduler: str = field(default="cosine", metadata=help_text("learning-rate schedule"))
-    warmup_ratio: float = field(default=0.1, metadata=help_text(
-        "share of steps spent warming up, rounded down (a short update has none)"))
     batch_size: int = field(default=2, metadata=help_text("dialogues per device per step"))
     gradient_accumulation: int = field(default=4, metadata=help_text(
         "steps per update (effective batch = batch_size x this x devices)"))
     max_length: int = field(default=2048, metadata=help_text("tokens per dialogue; longer ones are truncated"))
-    max_steps: int = field(default=-1, metadata=help_text("stop after N updates (-1: run all epochs)"))
-    seed: int = field(default=0, metadata=help_text("random seed"))
-    logging_steps: int = field(default=5, metadata=help_text("log the loss every N updates"))
-    gradient_checkpointing: bool = field(default=False, metadata=help_text("trade compute for memory (large models)"))
 
     def __post_init__(self) -> None:
         if not self.data or not self.out:
             raise MtsaError("--data FILE.jsonl and --out DIR are required")
         check_trainable_base(self.model, "")
-        check_dtype_name(self.dtype, "--dtype")
         check_training_settings(self)
 
 
