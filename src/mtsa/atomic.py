@@ -1,5 +1,5 @@
-"""Writing result files so that a crash never leaves a half-written one behind, and checking
-before the work starts that an output folder can be made."""
+"""Writing result files so that a crash never leaves a half-written one behind, reading them back
+with one-line errors, and checking before the work starts that an output folder can be made."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import secrets
 from pathlib import Path
 from typing import Iterable
 
-from mtsa.errors import MtsaError
+from mtsa.errors import MtsaError, first_line
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -46,3 +46,17 @@ def check_folder_can_be_made(path: Path, flag: str = "--out") -> None:
         raise MtsaError(f"{flag} '{path}': '{existing}' is a file, so no folder can be made under it")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise MtsaError(f"{flag} '{path}': cannot write in '{existing}'")
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON object from `path` ({} when there is none); a one-line error for a damaged file,
+    which a person may have edited or a full disk cut short."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+        raise MtsaError(f"cannot read {path}: {first_line(exc)}") from None
+    if not isinstance(data, dict):
+        raise MtsaError(f"cannot read {path}: it holds no JSON object")
+    return data

@@ -311,3 +311,13 @@ def test_baseline_beta_stage1_reference_and_the_users_benign_prompts(tiny_model_
     assert metrics["reference_attacks"] == str(data)
     assert guarded == ["Write a loot table for a zombie survival game."]
     assert metrics["target_states"] == 2 and metrics["guard_prompts"] == 2
+
+
+def test_a_damaged_metrics_file_is_a_one_line_error_on_resume(tmp_path):
+    from mtsa.adversarial.loop import read_metrics
+
+    assert read_metrics(tmp_path) == {}  # a phase not begun
+    (tmp_path / "metrics.json").write_text('{"attacker_pairs": 3')  # cut short
+    with pytest.raises(MtsaError, match="cannot read .*metrics.json") as error:
+        read_metrics(tmp_path)
+    assert "\n" not in str(error.value)

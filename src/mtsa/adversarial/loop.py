@@ -31,7 +31,7 @@ from typing import ClassVar
 
 from mtsa.adversarial.resampling import attacker_branches, goal_of, target_turn
 from mtsa.adversarial.target_rewrite import Rewrite, safe_rewrites, source_counts
-from mtsa.atomic import write_json_atomic, write_jsonl_atomic
+from mtsa.atomic import read_json_object, write_json_atomic, write_jsonl_atomic
 from mtsa.config import help_text
 from mtsa.errors import MtsaError
 from mtsa.goals.loaders import load_goals, read_rows
@@ -206,8 +206,7 @@ def with_adapter_spec(spec_text: str, adapter: Path) -> str:
 
 def read_metrics(folder: Path) -> dict:
     """The iteration's metrics written so far (a resumed run keeps its finished phases' numbers)."""
-    path = folder / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json_object(folder / "metrics.json")
 
 
 def phase_settings(config: TrainConfig, folder: Path, phase: int) -> RolloutSettings:
@@ -373,7 +372,7 @@ def stage1_data(attacker: str) -> Path | None:
     record = Path(adapter) / "mtsa_sft.json" if adapter else None
     if record is None or not record.is_file():
         return None
-    data = json.loads(record.read_text()).get("data")
+    data = read_json_object(record).get("data")
     return Path(data) if data and Path(data).is_file() else None
 
 
@@ -484,7 +483,7 @@ def update(config: TrainConfig, pairs_path: Path, model: str, out: Path, objecti
                   objective=objective, beta=beta, learning_rate=learning_rate, epochs=config.train_epochs,
                   batch_size=config.train_batch_size, lora_layers=config.lora_layers,
                   max_length=config.max_length, seed=seed, logging_steps=1, **adapter)
-    summary = json.loads((out / "mtsa_preference.json").read_text())
+    summary = read_json_object(out / "mtsa_preference.json")
     return {k: summary[k] for k in ("train_loss", "steps", "pairs", "margins", "log") if k in summary}
 
 

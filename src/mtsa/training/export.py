@@ -9,10 +9,10 @@ where it was measured.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from mtsa.atomic import read_json_object
 from mtsa.errors import MtsaError, first_line
 from mtsa.training.common import new_output_folder
 
@@ -27,7 +27,7 @@ def export(adapter_dir: str, out: str, evaluations: Sequence[str] = ()) -> Path:
                         "(expected adapter_config.json and mtsa_preference.json)")
     new_output_folder(out)
     measured = [(Path(run), read_evaluation(Path(run), source)) for run in evaluations]
-    summary = _read(summary_path)
+    summary = read_json_object(summary_path)
     base = summary.get("base_model_path")
     if not isinstance(base, str):
         raise MtsaError(f"{summary_path} names no base model (base_model_path): not written by `mtsa preference`?")
@@ -52,7 +52,7 @@ def read_evaluation(run: Path, adapter: Path) -> dict:
     """The summary of a red-team run of this checkpoint; one line when it is not one."""
     from mtsa.models.spec import parse_spec
 
-    summary = _read(run / "summary.json")
+    summary = read_json_object(run / "summary.json")
     role = role_of(adapter)
     if not isinstance(summary.get(role), str):
         raise MtsaError(f"--evaluation '{run}' is not a finished `mtsa redteam` run folder (no summary.json)")
@@ -71,8 +71,8 @@ def model_card(source: Path, summary: dict, measured: Sequence[tuple[Path, dict]
     """A short, honest model card from what the run folder recorded, and from the red-team runs
     of this checkpoint the user gave (each number with its judge, goals and run)."""
     iteration_dir = source.parent
-    metrics = _read(iteration_dir / "metrics.json")
-    config = _read(iteration_dir.parent / "config.json")
+    metrics = read_json_object(iteration_dir / "metrics.json")
+    config = read_json_object(iteration_dir.parent / "config.json")
     role = role_of(source)
     lines = [
         f"# {role} model, MTSA Stage 2 ({iteration_dir.name})", "",
@@ -116,15 +116,3 @@ def model_card(source: Path, summary: dict, measured: Sequence[tuple[Path, dict]
                   "`benchmarks/alignment_effect.py` does, on XSTest's safe prompts, scored by the `refusal` judge."]
     return "\n".join(lines + [""])
 
-
-def _read(path: Path) -> dict:
-    """A JSON object from `path` ({} when there is none); a one-line error for a damaged file."""
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
-        raise MtsaError(f"cannot read {path}: {first_line(exc)}") from None
-    if not isinstance(data, dict):
-        raise MtsaError(f"cannot read {path}: it holds no JSON object")
-    return data
