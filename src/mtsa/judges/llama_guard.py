@@ -84,7 +84,7 @@ class LlamaGuardJudge:
         if hop.any():
             step = self.model(input_ids=best[:, None], attention_mask=torch.cat([attention, attention[:, -1:]], 1),
                               position_ids=positions[:, -1:] + 1, logits_to_keep=1,
-                              **{self._cache_arg: out.past_key_values})
+                              **{self._cache_arg: getattr(out, self._cache_arg)})  # renamed in transformers 5
             logits = torch.where(hop[:, None], step.logits[:, -1].float(), logits)
         return torch.sigmoid(logits[:, self.unsafe_id] - logits[:, self.safe_id]).tolist()
 
