@@ -116,16 +116,17 @@ def fit(texts: Sequence[str], loss: Callable[[torch.Tensor, list[int]], torch.Te
 def logits(model: torch.nn.Module, texts: Sequence[str], max_tokens: int, batch_size: int = 64) -> np.ndarray:
     """(len(texts), outputs) logits, in the order of `texts`; batched by length, so that short
     texts are not padded to the longest."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.zeros((len(texts), model.head.out_features), dtype=np.float32)
+    from mtsa.models.causal_lm import in_length_order
+
+    def run(rows: list[int]) -> np.ndarray:
+        return model(**encode([texts[i] for i in rows], max_tokens)).float().numpy()
+
     was_training = model.training
     model.eval()
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            out[rows] = model(**encode([texts[i] for i in rows], max_tokens)).float().numpy()
+        out = in_length_order(texts, batch_size, run)
     model.train(was_training)
-    return out
+    return np.asarray(out, dtype=np.float32).reshape(len(texts), model.head.out_features)
 
 
 def save(model, out: Path, record: dict) -> None:

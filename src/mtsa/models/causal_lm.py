@@ -4,7 +4,7 @@ themselves (`judges/llama_guard.py`): loading, chat rendering, padding, batching
 from __future__ import annotations
 
 import inspect
-from typing import Callable, TypeVar
+from typing import Callable, Iterable, Sequence, Sized, TypeVar
 
 import torch
 
@@ -81,10 +81,10 @@ def left_pad(prompts: list[list[int]], pad: int, device: str) -> tuple[torch.Ten
     return input_ids, attention
 
 
-def in_length_order(prompts: list[list[int]], batch_size: int,
-                    run: Callable[[list[int]], list[T]]) -> list[T]:
-    """Call `run` with the indices of similar-length prompts, `batch_size` at a time (little
-    padding); return its results in input order."""
+def in_length_order(prompts: Sequence[Sized], batch_size: int,
+                    run: Callable[[list[int]], Iterable[T]]) -> list[T]:
+    """Call `run` with the indices of similar-length prompts (token lists or texts), `batch_size`
+    at a time (little padding); return its results in input order."""
     results: list = [None] * len(prompts)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     for start in range(0, len(order), batch_size):

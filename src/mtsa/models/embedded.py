@@ -170,6 +170,8 @@ def chat_prompt_states(texts: list[str], layer: int, batch_size: int = 32):
     import numpy as np
     import torch
 
+    from mtsa.models.causal_lm import in_length_order
+
     if layer not in _CHAT_ENCODERS:
         from transformers import AutoConfig, AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -189,14 +191,14 @@ def chat_prompt_states(texts: list[str], layer: int, batch_size: int = 32):
         tokenizer.padding_side = "left"
         _CHAT_ENCODERS[layer] = (tokenizer, model)
     tokenizer, model = _CHAT_ENCODERS[layer]
-    states = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # little padding per batch
+
+    def run(rows: list[int]) -> np.ndarray:
+        prompts = [tokenizer.apply_chat_template([{"role": "user", "content": texts[i]}], tokenize=False,
+                                                 add_generation_prompt=True) for i in rows]
+        batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        return model(**batch).last_hidden_state[:, -1].float().numpy()
+
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            prompts = [tokenizer.apply_chat_template([{"role": "user", "content": texts[i]}], tokenize=False,
-                                                     add_generation_prompt=True) for i in rows]
-            batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-            states[rows] = model(**batch).last_hidden_state[:, -1].float().numpy()
-    return states
+        states = in_length_order(texts, batch_size, run)  # little padding per batch
+    return np.asarray(states, dtype=np.float32).reshape(len(texts), model.config.hidden_size)
 
