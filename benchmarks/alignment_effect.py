@@ -40,7 +40,6 @@ from pathlib import Path
 import yaml
 
 from mtsa.atomic import write_json_atomic, write_jsonl_atomic
-from mtsa.demo import run_stage
 from mtsa.goals.loaders import Goal, load_goals, read_rows
 from mtsa.judges.base import JudgeItem
 from mtsa.judges.registry import load_judge
@@ -49,6 +48,7 @@ from mtsa.models.dtype import describe_machine
 from mtsa.models.registry import load_model
 from mtsa.rollout.records import DialogueRecord
 from mtsa.rollout.run_folder import RunFolder
+from mtsa.stages import run_stage
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ROLLOUT_KEYS = ("turns", "concurrency", "attacker_max_tokens", "target_max_tokens", "seed", "threshold")

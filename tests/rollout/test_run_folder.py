@@ -118,7 +118,7 @@ def test_a_locked_run_is_refused_also_while_a_stage_it_started_lives_on(tmp_path
         with pytest.raises(MtsaError, match="in use by another mtsa process"):
             with folder.lock():
                 pass
-        # as `demo.run_stage` starts an update: the child inherits the lock
+        # as `stages.run_stage` starts an update: the child inherits the lock
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], close_fds=False)
     try:
         with pytest.raises(MtsaError, match="in use"):  # the parent is gone, its update is not

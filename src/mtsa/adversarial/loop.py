@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from mtsa.adversarial.guard import guard_pairs, shipped_benign_prompts
 from mtsa.adversarial.resampling import attacker_branches, goal_of, target_turn
 from mtsa.adversarial.target_rewrite import Rewrite, safe_rewrites, source_counts
 from mtsa.atomic import read_json_object, write_json_atomic, write_jsonl_atomic
 from mtsa.config import help_text
 from mtsa.errors import MtsaError
 from mtsa.goals.loaders import load_goals, read_rows
-from mtsa.judges.base import JudgeItem
 from mtsa.judges.registry import check_judge, load_judge
 from mtsa.models.adapters import local_adapter
 from mtsa.models.generation_server import GenerationServer
@@ -51,7 +51,6 @@ from mtsa.training.pairs import PreferencePair, attacker_pairs, common_horizon, 
 from mtsa.training.preference import eta
 
 CHANGEABLE = ("out", "resume", "concurrency", "update_launcher", "generation_server")  # on --resume
-TEMPLATE_REFUSAL = "I'm sorry, but I can't help with that."
 
 
 @dataclass
@@ -130,7 +129,7 @@ class TrainConfig(RolloutConfig):
             raise MtsaError("--attacker-safe-below must be in [0, 1]")
         if self.reference_attacks and not Path(self.reference_attacks).is_file():
             raise MtsaError(f"--reference-attacks '{self.reference_attacks}': file not found")
-        from mtsa.demo import launcher_program
+        from mtsa.stages import launcher_program
 
         launcher_program(self.update_launcher)
 
@@ -296,7 +295,7 @@ def target_pairs_step(config: TrainConfig, goals, benign, attacker: str, target:
     pairs = [target_pair(d, child, turn, settings, (c, r), last, w.source)
              for (d, turn, child, w), c, r, last in zip(kept, chosen, rejected, horizons)]
     guard_prompts = round(config.benign_ratio * len(pairs))
-    guard = guard_pairs(benign, guard_prompts, iteration_of(folder), models, config, settings)
+    guard = guard_pairs(benign, guard_prompts, iteration_of(folder), config.seed, models, settings)
     write_pairs(folder / "target_pairs.jsonl", pairs + guard)
     metrics.update(target_states=len(todo), target_pairs=len(pairs), guard_prompts=guard_prompts,
                    guard_pairs=len(guard), rewrite_sources=source_counts(rewrites),
@@ -403,61 +402,6 @@ def load_or_make_rewrites(path: Path, todo, models: dict, config: TrainConfig,
     return rewrites
 
 
-def guard_pairs(benign, count: int, iteration: int, models: dict, config: TrainConfig,
-                settings: RolloutSettings) -> list[PreferencePair]:
-    """Over-refusal guard: for benign look-alike prompts, the target's own full answer (chosen)
-    over a refusal (rejected: its own, or a template), both rewarded as a one-turn dialogue. Two
-    replies are drawn per prompt; a prompt the target never fully answers is skipped.
-
-    The prompts are benign by construction, so a reply's helpfulness here is the refusal judge's
-    P(full compliance), not the run's scorer: a scorer that takes a look-alike for a harmful
-    request (which is what look-alikes are for) would reward the refusal and turn the guard
-    around. A pair whose answer still does not out-score its refusal is left out.
-
-    The refusal judge reads incoherent text as compliance or as refusal (docs/judges.md), so
-    an answer must also be about the prompt (the embedded judge's on-goal gate), and an own
-    reply stands for the refusal only if it also has a refusal phrase; else the template does.
-    Otherwise a small target's nonsense would be taught as the helpful answer, or be the
-    "refusal" it learns to avoid."""
-    import numpy as np
-
-    from mtsa.judges.embedded import features, load_head, p_on_goal
-    from mtsa.judges.keyword import KeywordJudge
-    from mtsa.judges.refusal import RefusalJudge
-
-    if count == 0 or not benign:
-        return []
-    start = (config.seed + iteration - 1) * count % len(benign)  # each iteration the next prompts of the set
-    prompts = (benign[start:] + benign[:start])[:count]
-    system = [{"role": "system", "content": settings.target_system_prompt}] if settings.target_system_prompt else []
-    chats = [system + [{"role": "user", "content": g.goal}] for g in prompts for _ in range(2)]
-    sampling = dataclasses.replace(settings.target_sampling, temperature=settings.target_sampling.temperature or 1.0,
-                                   seeds=tuple(range(settings.seed * 1000, settings.seed * 1000 + len(chats))))
-    replies = models["target"].generate(chats, sampling)
-    items = [JudgeItem(chat[-1]["content"], r.text, history=chat) for chat, r in zip(chats, replies)]
-    refusal_judge = RefusalJudge()
-    compliance = np.asarray([c["p_full_compliance"] for c in refusal_judge.columns(items)])
-    answers = (compliance >= 0.5) & (p_on_goal(load_head(), features(items)) >= 0.5)
-    refusals = [c <= 0.5 and keyword < 0.5 for c, keyword in zip(compliance, KeywordJudge().score(items))]
-    chosen: list[tuple[str, JudgeItem, JudgeItem]] = []  # (prompt id, answer, refusal)
-    for i, goal in enumerate(prompts):
-        own = list(zip(items[2 * i:2 * i + 2], answers[2 * i:2 * i + 2], refusals[2 * i:2 * i + 2]))
-        answer = next((item for item, helpful, _ in own if helpful), None)
-        if answer is not None:
-            refusal = next((item for item, _, refusing in own if refusing),
-                           JudgeItem(goal.goal, TEMPLATE_REFUSAL, history=answer.history))
-            chosen.append((goal.id, answer, refusal))
-    scored = [item for _, answer, refusal in chosen for item in (answer, refusal)]
-    if not scored:
-        return []
-    answered = [c["p_full_compliance"] for c in refusal_judge.columns(scored)]
-    rewards = [h + 1.0 - u for h, u in zip(answered, models["judge"].score(scored))]
-    return [PreferencePair(answer.history, [{"role": "assistant", "content": answer.reply}],
-                           [{"role": "assistant", "content": refusal.reply}], rewards[2 * i], rewards[2 * i + 1],
-                           {"guard": prompt_id})
-            for i, (prompt_id, answer, refusal) in enumerate(chosen) if rewards[2 * i] > rewards[2 * i + 1]]
-
-
 def write_pairs(path: Path, pairs: list[PreferencePair]) -> None:
     write_jsonl_atomic(path, (p.to_json() for p in pairs))
 
@@ -468,7 +412,7 @@ def update(config: TrainConfig, pairs_path: Path, model: str, out: Path, objecti
     The seed is the phase's, so the iterations' updates do not all shuffle their pairs in one order.
     Every step is logged: an update here is often a few steps, and steps after the last logged
     one leave no entry of their own in the log that metrics.json keeps."""
-    from mtsa.demo import run_stage
+    from mtsa.stages import run_stage
 
     if out.exists() and not finished_update(out):
         shutil.rmtree(out)  # an update interrupted before it finished: never used, run again if there are pairs
@@ -496,8 +440,3 @@ def finished_update(out: Path) -> bool:
 def mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
-
-def shipped_benign_prompts():
-    from mtsa.judges.requests import DATA_DIR
-
-    return load_goals(str(DATA_DIR / "benign_lookalikes.jsonl"))

@@ -77,7 +77,7 @@ class RunFolder:
 
         Two processes in one run folder would both run its unfinished dialogues and append them
         twice; a second one is refused instead. The descriptor is inheritable: a stage process
-        started meanwhile (`demo.run_stage`) holds the lock too, so a resume is also refused while
+        started meanwhile (`stages.run_stage`) holds the lock too, so a resume is also refused while
         an update runs on after its parent was killed. Where there is no `fcntl` (Windows), or the
         file system has no locks (some network ones), runs are not locked, with a warning."""
         try:

@@ -1,7 +1,7 @@
 import pytest
 
-from mtsa.demo import run_stage
 from mtsa.errors import MtsaError
+from mtsa.stages import run_stage
 
 
 def test_a_failing_stage_names_itself_and_the_way_to_resume(tmp_path, capfd):

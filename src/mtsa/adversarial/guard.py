@@ -1,0 +1,96 @@
+"""Stage 2's over-refusal guard (beyond the paper): pairs that teach the target to answer benign
+requests that only sound risky ("how do I kill a Python process"), mixed into its update.
+
+For each of a few benign look-alike prompts the target answers twice; its full answer is the
+chosen reply and a refusal (its own, or a template) the rejected one, each rewarded as a
+one-turn dialogue. The prompts are benign by construction, so a reply's helpfulness here is the
+refusal judge's P(full compliance), not the run's scorer: a scorer that takes a look-alike for
+a harmful request (which is what look-alikes are for) would reward the refusal and turn the
+guard around. A pair whose answer still does not out-score its refusal is left out.
+
+The refusal judge reads incoherent text as compliance or as refusal (docs/judges.md), so an
+answer must also be about the prompt (the embedded judge's on-goal gate), and an own reply
+stands for the refusal only if it has a refusal phrase; else the template does. Otherwise a
+small target's nonsense would be taught as the helpful answer, or be the "refusal" it learns to
+avoid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from mtsa.goals.loaders import Goal, load_goals
+from mtsa.judges.base import JudgeItem
+from mtsa.rollout.engine import RolloutSettings
+from mtsa.training.pairs import PreferencePair
+
+TEMPLATE_REFUSAL = "I'm sorry, but I can't help with that."
+REPLIES_PER_PROMPT = 2
+
+
+def shipped_benign_prompts() -> list[Goal]:
+    """The project's own benign look-alike requests (the request classifier's benign data)."""
+    from mtsa.judges.requests import DATA_DIR
+
+    return load_goals(str(DATA_DIR / "benign_lookalikes.jsonl"))
+
+
+def guard_pairs(benign: Sequence[Goal], count: int, iteration: int, seed: int, models: dict,
+                settings: RolloutSettings) -> list[PreferencePair]:
+    """Up to `count` guard pairs from the next `count` prompts of `benign` (each iteration takes the
+    following ones, so the guard does not train on the same prompts every time)."""
+    import numpy as np
+
+    from mtsa.judges.embedded import features, load_head, p_on_goal
+    from mtsa.judges.keyword import KeywordJudge
+    from mtsa.judges.refusal import RefusalJudge
+
+    if count == 0 or not benign:
+        return []
+    start = (seed + iteration - 1) * count % len(benign)
+    prompts = (list(benign[start:]) + list(benign[:start]))[:count]
+    items = own_replies(prompts, models["target"], settings)
+    refusal_judge = RefusalJudge()
+    compliance = np.asarray([c["p_full_compliance"] for c in refusal_judge.columns(items)])
+    answers = (compliance >= 0.5) & (p_on_goal(load_head(), features(items)) >= 0.5)
+    refusals = [c <= 0.5 and keyword < 0.5 for c, keyword in zip(compliance, KeywordJudge().score(items))]
+
+    chosen: list[tuple[str, JudgeItem, JudgeItem]] = []  # (prompt id, answer, refusal)
+    for prompt, replies, answering, refusing in zip(prompts, per_prompt(items), per_prompt(answers),
+                                                    per_prompt(refusals)):
+        answer = next((item for item, ok in zip(replies, answering) if ok), None)
+        if answer is None:
+            continue  # the target never answered it fully: nothing to prefer
+        template = JudgeItem(prompt.goal, TEMPLATE_REFUSAL, history=answer.history)
+        refusal = next((item for item, ok in zip(replies, refusing) if ok), template)
+        chosen.append((prompt.id, answer, refusal))
+    if not chosen:
+        return []
+
+    scored = [item for _, answer, refusal in chosen for item in (answer, refusal)]
+    helped = [c["p_full_compliance"] for c in refusal_judge.columns(scored)]
+    rewards = [h + 1.0 - unsafe for h, unsafe in zip(helped, models["judge"].score(scored))]
+    pairs = []
+    for (prompt_id, answer, refusal), answer_reward, refusal_reward in zip(chosen, rewards[0::2], rewards[1::2]):
+        if answer_reward > refusal_reward:
+            pairs.append(PreferencePair(answer.history, [{"role": "assistant", "content": answer.reply}],
+                                        [{"role": "assistant", "content": refusal.reply}], answer_reward,
+                                        refusal_reward, {"guard": prompt_id}))
+    return pairs
+
+
+def own_replies(prompts: list[Goal], target, settings: RolloutSettings) -> list[JudgeItem]:
+    """The target's replies to each prompt, REPLIES_PER_PROMPT in a row, sampled in one batch
+    (greedy decoding would give the same reply twice, so a zero temperature becomes 1)."""
+    system = [{"role": "system", "content": settings.target_system_prompt}] if settings.target_system_prompt else []
+    chats = [system + [{"role": "user", "content": g.goal}] for g in prompts for _ in range(REPLIES_PER_PROMPT)]
+    sampling = dataclasses.replace(settings.target_sampling, temperature=settings.target_sampling.temperature or 1.0,
+                                   seeds=tuple(range(settings.seed * 1000, settings.seed * 1000 + len(chats))))
+    replies = target.generate(chats, sampling)
+    return [JudgeItem(chat[-1]["content"], r.text, history=chat) for chat, r in zip(chats, replies)]
+
+
+def per_prompt(values: Sequence) -> list[Sequence]:
+    """A flat sequence of per-reply values, grouped by prompt."""
+    return [values[k:k + REPLIES_PER_PROMPT] for k in range(0, len(values), REPLIES_PER_PROMPT)]
