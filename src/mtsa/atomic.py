@@ -36,16 +36,16 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict]) -> None:
     write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
-def check_folder_can_be_made(path: Path, flag: str = "--out") -> None:
+def check_folder_can_be_made(path: Path) -> None:
     """A one-line error now, before models load or work starts, if `path` cannot be (or be used
     as) a folder: it is a file, or the nearest part of it that exists is a file or is read-only."""
     if path.exists() and not path.is_dir():
-        raise MtsaError(f"{flag} '{path}' exists and is not a folder")
+        raise MtsaError(f"--out '{path}' exists and is not a folder")
     existing = next(p for p in (path, *path.absolute().parents) if p.exists())
     if not existing.is_dir():
-        raise MtsaError(f"{flag} '{path}': '{existing}' is a file, so no folder can be made under it")
+        raise MtsaError(f"--out '{path}': '{existing}' is a file, so no folder can be made under it")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise MtsaError(f"{flag} '{path}': cannot write in '{existing}'")
+        raise MtsaError(f"--out '{path}': cannot write in '{existing}'")
 
 
 def read_json_object(path: Path) -> dict:

@@ -237,14 +237,13 @@ def load_fine_tuned(path: Path) -> dict:
     return {**record, "path": str(path), "version": (path / minilm_lora.RECORD_FILE).stat().st_mtime_ns}
 
 
-def feature_head(texts: Sequence[str], chat_layer: int = CHAT_LAYER, chat_weight: float = CHAT_WEIGHT,
-                 encoder: str = "minilm") -> dict:
+def feature_head(texts: Sequence[str], chat_layer: int = CHAT_LAYER, encoder: str = "minilm") -> dict:
     """The feature part of a head for these training requests: which sentence encoder, which chat
     layer, its weight and the chat states' standardisation (none when no chat layer is read)."""
     if not chat_layer:
         return {"sentence_encoder": encoder, "chat_layer": 0}
     states = chat_states(texts, chat_layer)
-    return {"sentence_encoder": encoder, "chat_layer": chat_layer, "chat_weight": chat_weight,
+    return {"sentence_encoder": encoder, "chat_layer": chat_layer, "chat_weight": CHAT_WEIGHT,
             "chat_mean": states.mean(0).tolist(), "chat_scale": (states.std(0) + 1e-6).tolist()}
 
 
