@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from mtsa.errors import MtsaError
-from mtsa.models.openai import check_url, mask_key, read_api_key
+from mtsa.models.openai import auth_headers, check_url, read_api_key, server_message
 from mtsa.models.spec import ModelSpec
 
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -80,9 +80,9 @@ class GenerationServer:
             raise MtsaError(f"--generation-server {self.url} refused adapter {path}: {self._one_line(response.text)}")
 
     def _request(self, method: str, path: str, body: dict | None = None, ok=(200,)) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         try:
-            response = httpx.request(method, self.url + path, json=body, headers=headers, timeout=TIMEOUT_S)
+            response = httpx.request(method, self.url + path, json=body, headers=auth_headers(self._api_key),
+                                     timeout=TIMEOUT_S)
         except httpx.HTTPError as exc:
             raise MtsaError(f"cannot reach --generation-server {self.url}: {type(exc).__name__}") from None
         if response.status_code == 404 and path == "/load_lora_adapter":
@@ -93,9 +93,8 @@ class GenerationServer:
                             f"{self._one_line(response.text)}")
         return response
 
-    def _one_line(self, text: str, limit: int = 200) -> str:
-        """A server's message, shortened to one line, the API key masked (some servers echo it)."""
-        return mask_key(" ".join(text.split()), self._api_key)[:limit]
+    def _one_line(self, text: str) -> str:
+        return server_message(text, self._api_key)
 
 
 def adapter_name(adapter: str) -> str:

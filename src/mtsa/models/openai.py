@@ -230,7 +230,7 @@ class OpenAIChatModel:
         return min(MAX_BACKOFF_S, self.retry_backoff_s * 2**attempt) * random.uniform(0.5, 1.0)
 
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        return auth_headers(self._api_key)
 
     def _auth_message(self, status: int) -> str:
         if self._api_key:
@@ -251,8 +251,18 @@ class OpenAIChatModel:
         return self._one_line(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
 
     def _one_line(self, text: str) -> str:
-        text = mask_key(" ".join(text.split()), self._api_key)
-        return text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 3] + "..."
+        return server_message(text, self._api_key)
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The bearer-token header, or none for a server that needs no key (a local one)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def server_message(text: str, api_key: str | None) -> str:
+    """A server's message, shortened to one line, the API key masked (some servers echo it)."""
+    text = mask_key(" ".join(text.split()), api_key)
+    return text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 3] + "..."
 
 
 def check_url(url: str, what: str) -> None:
