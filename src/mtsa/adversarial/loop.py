@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from mtsa.adversarial.guard import guard_pairs, shipped_benign_prompts
-from mtsa.adversarial.resampling import attacker_branches, goal_of, target_turn
+from mtsa.adversarial.resampling import attacker_branches, target_turn
 from mtsa.adversarial.target_rewrite import Rewrite, safe_rewrites, source_counts
 from mtsa.atomic import read_json_object, write_json_atomic, write_jsonl_atomic
 from mtsa.config import help_text
@@ -43,7 +43,7 @@ from mtsa.models.registry import check_model, load_model
 from mtsa.models.spec import ModelSpec
 from mtsa.report.summary import summarize
 from mtsa.rewards.registry import check_helpfulness, load_helpfulness
-from mtsa.rollout.engine import Branch, Rollout, RolloutSettings
+from mtsa.rollout.engine import Branch, Rollout, RolloutSettings, goal_of
 from mtsa.rollout.job import RolloutConfig, run_into_folder
 from mtsa.rollout.records import DialogueRecord
 from mtsa.rollout.run_folder import RunFolder

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from mtsa.goals.loaders import Goal
-from mtsa.rollout.engine import Branch, Rollout
+from mtsa.rollout.engine import Branch, Rollout, goal_of
 from mtsa.rollout.records import DialogueRecord
 
 
@@ -28,10 +27,6 @@ def attacker_turn(record: DialogueRecord, threshold: float = 0.5, safe_below: fl
 def target_turn(record: DialogueRecord, threshold: float = 0.5) -> int | None:
     """The turn to rewrite: the first reply judged unsafe (None if there is none)."""
     return None if record.format_failure else record.first_unsafe_turn(threshold)
-
-
-def goal_of(record: DialogueRecord) -> Goal:
-    return Goal(record.goal_id, record.goal, record.category)
 
 
 def attacker_branches(records: Sequence[DialogueRecord], temperatures: Sequence[float], threshold: float = 0.5,

@@ -235,8 +235,7 @@ def chats_at(record: DialogueRecord, turn: int, settings: RolloutSettings) -> tu
     """The attacker's and the target's chats of a recorded dialogue as they stood when its turn
     `turn` began: what the attacker saw before writing that turn, and what the target had
     been asked and had answered before its question (Stage 2 builds its pairs' prompts here)."""
-    goal = Goal(record.goal_id, record.goal, record.category)
-    dialogue = _start(Rollout(record.rollout_id, goal, record.assigned_strategy), settings)
+    dialogue = _start(Rollout(record.rollout_id, goal_of(record), record.assigned_strategy), settings)
     _replay_turns(dialogue, record.turns[:turn - 1])
     return dialogue.attacker_chat, dialogue.target_chat
 
@@ -257,6 +256,11 @@ def _replay(dialogue: LiveDialogue, branch: Branch) -> None:
         kept = branch.parent.turns[branch.turn - 1]
         dialogue.asked = AskedTurn(attack_of(kept), Reply("", kept.attacker_prompt_tokens, kept.attacker_tokens))
         dialogue.given_reply = branch.reply
+
+
+def goal_of(record: DialogueRecord) -> Goal:
+    """The goal a recorded dialogue pursued (a branch of it pursues the same one)."""
+    return Goal(record.goal_id, record.goal, record.category)
 
 
 def attack_of(turn: TurnRecord) -> AttackTurn:

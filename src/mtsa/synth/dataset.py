@@ -12,8 +12,9 @@ strategy to use: the trained attacker must learn to pick a strategy itself.
 
 from __future__ import annotations
 
-from mtsa.attacker.format import AttackTurn, attacker_exchange, attacker_opening
+from mtsa.attacker.format import attacker_exchange, attacker_opening
 from mtsa.models.base import Conversation
+from mtsa.rollout.engine import attack_of
 from mtsa.rollout.records import DialogueRecord
 
 
@@ -21,8 +22,7 @@ def attacker_messages(record: DialogueRecord, max_turns: int) -> Conversation:
     """The attacker's chat of a finished dialogue, ending with its last turn."""
     messages = attacker_opening(record.goal, max_turns)
     for turn in record.turns:
-        attack = AttackTurn(turn.thought, turn.question, turn.strategy)
-        messages += attacker_exchange(attack, turn.turn, turn.reply)
+        messages += attacker_exchange(attack_of(turn), turn.turn, turn.reply)
     return messages[:-1]  # the last reply is never answered, so nothing is learned from it
 
 
