@@ -167,6 +167,7 @@ def run_iterations(config: TrainConfig, goals, benign, attacker: str, target: st
     metrics: dict = {}
     for iteration in range(1, config.iterations + 1):
         folder = out / f"iter_{iteration}"
+        print(f"iteration {iteration} of {config.iterations} -> {folder}", flush=True)
         started_before = folder.is_dir() and any(folder.iterdir())
         folder.mkdir(exist_ok=True)
         metrics = read_metrics(folder) or {"iteration": iteration, "attacker_in": attacker, "target_in": target}
@@ -248,6 +249,9 @@ def attacker_pairs_step(config: TrainConfig, goals, attacker: str, target: str, 
     pairs, skipped = attacker_pairs(children, reference, settings)
     write_pairs(folder / "attacker_pairs.jsonl", pairs)
     states = {b.branch.parent.rollout_id for b in branches}
+    print(f"  attacker_pairs.jsonl: {len(pairs)} pairs from {len(states)} resampled turns, {skipped} skipped "
+          "(candidates tied or cut short); a successful dialogue has a turn to resample only if a reply "
+          f"before its first unsafe one scored P(unsafe) <= {config.attacker_safe_below}", flush=True)
     metrics.update(attacker_sampling_asr=sampled_asr, attacker_states=len(states),
                    attacker_pairs=len(pairs), attacker_states_skipped=skipped,
                    attacker_sampling_seconds=round(time.perf_counter() - started, 1))
@@ -280,6 +284,7 @@ def target_pairs_step(config: TrainConfig, goals, benign, attacker: str, target:
     dialogues, metrics["target_sampling_asr"] = sample(folder / "target_sampling", config, goals, models, settings,
                                                        (attacker, target))
     todo = [(d, turn) for d in dialogues if (turn := target_turn(d, config.threshold)) is not None]
+    print(f"  rewrites.jsonl: safe rewrites of the first unsafe reply of {len(todo)} dialogues", flush=True)
     rewrites = load_or_make_rewrites(folder / "rewrites.jsonl", todo, models, config, settings)
     branches = [Rollout(f"{d.rollout_id}/rewrite{turn}", goal_of(d), d.assigned_strategy,
                         Branch(d, turn, reply=rewrite.reply)) for (d, turn), rewrite in zip(todo, rewrites)]
@@ -295,8 +300,10 @@ def target_pairs_step(config: TrainConfig, goals, benign, attacker: str, target:
     pairs = [target_pair(d, child, turn, settings, (c, r), last, w.source)
              for (d, turn, child, w), c, r, last in zip(kept, chosen, rejected, horizons)]
     guard_prompts = round(config.benign_ratio * len(pairs))
+    print(f"  over-refusal guard: {guard_prompts} benign look-alike prompts", flush=True)
     guard = guard_pairs(benign, guard_prompts, iteration_of(folder), config.seed, models, settings)
     write_pairs(folder / "target_pairs.jsonl", pairs + guard)
+    print(f"  target_pairs.jsonl: {len(pairs)} rewrite pairs and {len(guard)} guard pairs", flush=True)
     metrics.update(target_states=len(todo), target_pairs=len(pairs), guard_prompts=guard_prompts,
                    guard_pairs=len(guard), rewrite_sources=source_counts(rewrites),
                    target_futures_cut=sum(len(d.turns) != len(c.turns) for d, _, c, _ in kept),
@@ -329,6 +336,7 @@ def sample(path: Path, config: TrainConfig, goals, models: dict, settings: Rollo
            specs: tuple[str, str]) -> tuple[list[DialogueRecord], float]:
     """Fresh dialogues of the phase's attacker and target (resumed dialogue by dialogue) and their
     ASR; their red-team summary goes into the phase's folder."""
+    print(f"  {path.name}: {len(goals)} dialogues of {specs[0]} against {specs[1]}", flush=True)
     folder = RunFolder(path)
     folder.start({**config.resolved(str(path)), "attacker": specs[0], "target": specs[1], "seed": settings.seed})
     dialogues = run_into_folder(folder, [Rollout.of(g) for g in goals], models["attacker"], models["target"],
@@ -346,6 +354,7 @@ def run_branches(path: Path, config: TrainConfig, branches: list[Rollout], model
                  settings: RolloutSettings) -> list[DialogueRecord]:
     if not branches:
         return []
+    print(f"  {path.name}: {len(branches)} branches, each rolled out to turn {config.turns}", flush=True)
     folder = RunFolder(path)
     folder.start({**config.resolved(str(path)), "seed": settings.seed})
     return run_into_folder(folder, branches, models["attacker"], models["target"], models["judge"], settings)
