@@ -4,13 +4,16 @@ import re
 from pathlib import Path
 
 import mtsa
+import mtsa.adversarial
+import mtsa.rewards
 
 README = Path(__file__).parent.parent / "README.md"
 
 
 def test_every_exported_name_exists():
     assert all(hasattr(mtsa, name) for name in mtsa.__all__)
-    for package in (mtsa.models, mtsa.judges, mtsa.rollout, mtsa.goals, mtsa.synth, mtsa.training):
+    for package in (mtsa.models, mtsa.judges, mtsa.rollout, mtsa.goals, mtsa.synth, mtsa.training,
+                    mtsa.adversarial, mtsa.rewards):
         assert all(hasattr(package, name) for name in package.__all__)
 
 
