@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--chat-layer", type=int, default=0, help="also read the embedded chat model's state after "
                                                                 "this layer at the end of the request (default 0: the "
                                                                 "sentence embedding alone, as the shipped classifier; "
-                                                                "docs/judges.md compares layers)")
+                                                                "docs/judges-experiments.md compares layers)")
     fit.add_argument("--encoder", choices=("minilm", "mpnet"), default="minilm",
                      help="sentence encoder: minilm (all-MiniLM-L6-v2, the judge's own) or mpnet "
                           "(all-mpnet-base-v2, larger; see docs/judges.md)")

@@ -164,7 +164,15 @@ def test_hf_dataset_with_several_configurations(tmp_path):
     assert [g.goal for g in load_goals(f"hf:{folder}:standard:train")] == ["S1", "S2"]
     assert [g.goal for g in load_goals(f"hf:{folder}:contextual:train")] == ["C1"]
     assert "hf:<name>:<config>:<split>" in error_of(f"hf:{folder}:standard")  # a config is not a split
-    assert "expected" in error_of(f"hf:{folder}:a:b:c")
+    assert [g.goal for g in load_goals(f"hf:{folder}:standard:")] == ["S1", "S2"]  # the split defaults to train
+
+
+def test_hf_local_path_with_a_colon_stays_whole(tmp_path):
+    folder = tmp_path / "a:b"
+    write(folder / "goals.jsonl", jsonl([{"goal": "G1"}]))
+    assert [g.goal for g in load_goals(f"hf:{folder}/goals.jsonl:train")] == ["G1"]
+    assert [g.goal for g in load_goals(f"hf:{folder}")] == ["G1"]
+    assert "no configurations" in error_of(f"hf:{folder}/goals.jsonl:cfg:train")
 
 
 def test_hf_local_file(tmp_path):

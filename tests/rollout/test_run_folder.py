@@ -88,6 +88,10 @@ def test_a_run_resumes_only_from_the_folder_it_was_started_in(tmp_path, monkeypa
         folder.check_can_start(config.resolved(config.out), resume=True, changeable=())
     monkeypatch.chdir(started)
     folder.check_can_start(config.resolved(config.out), resume=True, changeable=())
+    moved = tmp_path / "moved"  # a project folder moved or renamed: its relative paths still hold
+    started.rename(moved)
+    monkeypatch.chdir(moved)
+    folder.check_can_start(config.resolved(config.out), resume=True, changeable=())
 
 
 def test_the_config_records_each_loaded_models_dtype_and_why(tmp_path, monkeypatch):

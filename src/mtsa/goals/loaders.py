@@ -183,15 +183,23 @@ def _parse_csv(text: str, origin: str) -> list[Any]:
     return rows
 
 
+def _hf_parts(spec: str) -> tuple[str, str | None, str]:
+    """(name, config or None, split) of `<name>[:split]` or `<name>:<config>:<split>`, read from the
+    right, so that a local path holding a colon (a Windows drive) stays whole."""
+    if ":" not in spec or Path(spec).expanduser().exists():
+        return spec.strip(), None, "train"
+    name, _, split = spec.rpartition(":")
+    config = None
+    if ":" in name and not Path(name).expanduser().exists():
+        name, _, config = name.rpartition(":")
+    return name.strip(), (config or "").strip() or None, split.strip() or "train"
+
+
 def _read_hf(spec: str) -> tuple[list[Any], str]:
     """`<name>[:split]` or `<name>:<config>:<split>` (a dataset with several configurations, such
     as HarmBench's standard/contextual/copyright) through `datasets.load_dataset`; any failure
     becomes an MtsaError."""
-    parts = [part.strip() for part in spec.split(":")]
-    if len(parts) > 3:
-        raise MtsaError(f"hf:{spec}: expected hf:<name>[:split] or hf:<name>:<config>:<split>")
-    name, config, split = parts[0], parts[1] if len(parts) == 3 else None, (parts[-1] if len(parts) > 1 else "")
-    split = split or "train"
+    name, config, split = _hf_parts(spec)
     origin = ":".join(["hf", name, *([config] if config else []), split])
     if not name:
         raise MtsaError(f"hf:{spec}: no dataset name given (expected hf:<name>[:split])")
@@ -200,6 +208,8 @@ def _read_hf(spec: str) -> tuple[list[Any], str]:
 
         local = Path(name).expanduser()
         if local.is_file():
+            if config:
+                raise MtsaError(f"{origin}: a data file has no configurations (expected hf:<file>[:split])")
             builder = _HF_FILE_BUILDERS.get(local.suffix.lower())
             if builder is None:
                 raise MtsaError(f"{origin}: unknown data file extension {local.suffix!r}")

@@ -38,7 +38,7 @@ class RolloutConfig:
     judge: str = field(default="embedded", metadata=help_text(
         "judge: embedded[?requests=FILE], refusal, keyword, llama-guard[:MODEL], llm:SPEC (docs/judges.md)"))
     goals: str = field(default="builtin", metadata=help_text(
-        "goal source: builtin, FILE.json/.jsonl/.csv or hf:NAME[:SPLIT]"))
+        "goal source: builtin, FILE.json/.jsonl/.csv, hf:NAME[:SPLIT] or hf:NAME:CONFIG:SPLIT"))
     turns: int = field(default=5, metadata=help_text("attacker turns per dialogue (H)"))
     resume: bool = field(default=False, metadata=help_text(
         "finish an interrupted run in --out, with the settings it was started with"))

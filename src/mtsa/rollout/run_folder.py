@@ -62,8 +62,11 @@ class RunFolder:
                             "cannot resume")
         started_in = old.get(STARTED_IN)
         if isinstance(started_in, str) and not _same_setting(started_in, config.get(STARTED_IN)):
-            raise MtsaError(f"'{self.path}' was started in '{started_in}': resume it from there "
-                            "(the files its settings name are relative to that folder)")
+            if Path(started_in).is_dir():  # files under the same relative names there and here: which?
+                raise MtsaError(f"'{self.path}' was started in '{started_in}': resume it from there "
+                                "(the files its settings name are relative to that folder)")
+            log.warning("'%s' was started in '%s', which is gone (moved?): its relative paths are read from "
+                        "here", self.path, started_in)
         changed = [key for key in config if key in old and key not in (*changeable, STARTED_IN)
                    and not _same_setting(old[key], config[key])]
         if changed:

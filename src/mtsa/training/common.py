@@ -14,7 +14,7 @@ from mtsa.models.dtype import check_dtype_name
 from mtsa.models.registry import check_model
 
 
-@dataclass
+@dataclass(kw_only=True)  # keyword-only: each trainer's own data, model and out stay its first positional fields
 class TrainingSettings:
     """The settings both trainers have, with one meaning (each trainer's config adds its data,
     model, length and rate settings). LoRA without dropout, and the base weights in the dtype the
@@ -30,8 +30,8 @@ class TrainingSettings:
     lora_layers: int = field(default=0, metadata=help_text(
         "put LoRA only on the top N transformer layers (0: all); back-propagation then stops at the lowest one"))
     dtype: str = field(default="auto", metadata=help_text(
-        "base weights' dtype: auto (bfloat16 on GPUs and on CPUs with AMX, else float32; float32 for full "
-        "fine-tuning on CPU), bfloat16, float16, float32"))
+        "base weights' dtype: auto (bfloat16 on GPUs and on CPUs with AMX, else float32; float32 when all "
+        "weights train on a CPU), bfloat16, float16, float32"))
     lr_scheduler: str = field(default="cosine", metadata=help_text("learning-rate schedule"))
     warmup_ratio: float = field(default=0.1, metadata=help_text(
         "share of steps spent warming up, rounded down (a short update has none)"))
