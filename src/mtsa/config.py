@@ -30,9 +30,7 @@ def help_text(text: str) -> dict:
 def add_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add one flag per dataclass field; unset flags stay absent from the namespace."""
     hints = typing.get_type_hints(cls)
-    bases = [base for base in cls.__mro__[1:] if dataclasses.is_dataclass(base)]
-    inherited = {f.name for base in bases for f in dataclasses.fields(base)}
-    for field in sorted(dataclasses.fields(cls), key=lambda f: f.name in inherited):  # the command's own first
+    for field in dataclasses.fields(cls):
         flag = "--" + field.name.replace("_", "-")
         kind = base_type(hints[field.name])
         default = field.default if field.default is not dataclasses.MISSING else None
