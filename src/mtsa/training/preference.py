@@ -234,7 +234,9 @@ def future_reward_trainer() -> type:
             if "reward_margin" not in self._signature_columns:
                 self._signature_columns = [*self._signature_columns, "reward_margin"]
 
-        def _compute_loss(self, model, inputs, return_outputs):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            # Trainer's public hook, so that a TRL release that renames its internals cannot
+            # silently bring DPO's loss back.
             mode = "train" if self.model.training else "eval"
             margin, target = self.margin_and_target(model, inputs)
             loss = future_reward_loss(margin, target)
