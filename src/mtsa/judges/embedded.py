@@ -61,6 +61,7 @@ from mtsa.errors import MtsaError
 from mtsa.judges.base import JudgeItem
 from mtsa.judges.keyword import HARD_REFUSAL_RE, HEAD_CHARS, SOFT_REFUSAL_RE, normalize, refusal_hits
 from mtsa.judges.memo import TextMemo
+from mtsa.models.embedded import ENCODER_BATCH
 
 HEAD_PATH = Path(__file__).with_name("embedded_head.json")
 FEATURE_VERSION = 2
@@ -200,7 +201,8 @@ def lexical_features(goal: str, reply: str) -> list[float]:
 GOALS = TextMemo()  # goal embeddings, by encoder
 
 
-def goal_embeddings(goals: Sequence[str], batch_size: int = 64, encoder: str = "minilm") -> dict[str, np.ndarray]:
+def goal_embeddings(goals: Sequence[str], batch_size: int = ENCODER_BATCH,
+                    encoder: str = "minilm") -> dict[str, np.ndarray]:
     """Unit embeddings of distinct goals (MiniLM unless `encoder` names another), remembered: a
     dialogue's goal is scored at every turn, and both the reply features and the request
     classifier need it."""
@@ -256,7 +258,7 @@ def prototype_embeddings() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
-def features(items: Sequence[JudgeItem], batch_size: int = 64) -> np.ndarray:
+def features(items: Sequence[JudgeItem], batch_size: int = ENCODER_BATCH) -> np.ndarray:
     """Feature matrix (len(items), len(FEATURE_NAMES)) shared by the judge and the fitting script.
 
     Embeds each distinct goal once and each reply's opening once (batched MiniLM on the CPU);
@@ -354,7 +356,7 @@ class EmbeddedJudge:
     """
 
     def __init__(self, head_path: Path = HEAD_PATH, *, requests: str | None = None, reader: str | None = None,
-                 batch_size: int = 64) -> None:
+                 batch_size: int = ENCODER_BATCH) -> None:
         from mtsa.judges.reader import EMBEDDED_READER_DIR, load_reader
         from mtsa.judges.requests import REQUEST_HEAD_PATH, load_request_head
 

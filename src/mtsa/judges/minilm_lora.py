@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from mtsa.errors import MtsaError
+from mtsa.models.embedded import ENCODER_BATCH
 
 RECORD_FILE = "classifier.json"
 LORA_TARGETS = ("query", "key", "value", "dense")  # every linear layer of a BERT block
@@ -113,7 +114,8 @@ def fit(texts: Sequence[str], loss: Callable[[torch.Tensor, list[int]], torch.Te
     return model.eval()
 
 
-def logits(model: torch.nn.Module, texts: Sequence[str], max_tokens: int, batch_size: int = 64) -> np.ndarray:
+def logits(model: torch.nn.Module, texts: Sequence[str], max_tokens: int,
+           batch_size: int = ENCODER_BATCH) -> np.ndarray:
     """(len(texts), outputs) logits, in the order of `texts`; batched by length, so that short
     texts are not padded to the longest."""
     from mtsa.models.causal_lm import in_length_order

@@ -34,6 +34,7 @@ import numpy as np
 
 from mtsa.errors import MtsaError
 from mtsa.judges.base import JudgeItem
+from mtsa.models.embedded import ENCODER_BATCH
 
 REFUSAL_READER_DIR = Path(__file__).with_name("refusal_reader")
 EMBEDDED_READER_DIR = Path(__file__).with_name("embedded_reader")
@@ -72,7 +73,7 @@ def fit_reader(items: Sequence[JudgeItem], allowed: np.ndarray, seed: int = 0):
                            max_tokens=SETTINGS["max_tokens"], seed=seed, what="reader")
 
 
-def probabilities(model, items: Sequence[JudgeItem], batch_size: int = 64) -> np.ndarray:
+def probabilities(model, items: Sequence[JudgeItem], batch_size: int = ENCODER_BATCH) -> np.ndarray:
     """(len(items), 3) probabilities of CLASSES from a reader model (fitted or loaded)."""
     from mtsa.judges import minilm_lora
 

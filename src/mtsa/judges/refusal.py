@@ -14,6 +14,7 @@ from typing import Sequence
 
 from mtsa.judges.base import JudgeItem
 from mtsa.judges.reader import CLASSES, REFUSAL_READER_DIR, load_reader, probabilities
+from mtsa.models.embedded import ENCODER_BATCH
 
 
 class RefusalJudge:
@@ -21,7 +22,7 @@ class RefusalJudge:
 
     name = "refusal"
 
-    def __init__(self, *, reader: str | None = None, batch_size: int = 64) -> None:
+    def __init__(self, *, reader: str | None = None, batch_size: int = ENCODER_BATCH) -> None:
         self.reader = load_reader(Path(reader or REFUSAL_READER_DIR))  # now: a broken reader fails before a run starts
         self.batch_size = batch_size
         if reader:

@@ -40,6 +40,7 @@ from mtsa.atomic import write_json_atomic
 from mtsa.errors import MtsaError, first_line
 from mtsa.judges.embedded import sigmoid
 from mtsa.judges.memo import TextMemo
+from mtsa.models.embedded import ENCODER_BATCH
 
 REQUEST_HEAD_PATH = Path(__file__).with_name("request_head.json")
 FINE_TUNED_KIND = "request-harm-finetuned"
@@ -61,7 +62,7 @@ class LabelledRequests:
     labels: np.ndarray  # 1 = harmful
 
 
-def embed_requests(texts: Sequence[str], encoder: str = "minilm", batch_size: int = 64) -> np.ndarray:
+def embed_requests(texts: Sequence[str], encoder: str = "minilm", batch_size: int = ENCODER_BATCH) -> np.ndarray:
     """Unit sentence embeddings, (len(texts), width): the embedding the judge gives a goal."""
     from mtsa.judges.embedded import goal_embeddings
 

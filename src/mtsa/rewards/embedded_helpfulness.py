@@ -20,12 +20,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mtsa.judges.base import JudgeItem
+from mtsa.models.embedded import ENCODER_BATCH
 
 
 class EmbeddedHelpfulness:
     name = "embedded"
 
-    def __init__(self, *, requests: str | None = None, batch_size: int = 64) -> None:
+    def __init__(self, *, requests: str | None = None, batch_size: int = ENCODER_BATCH) -> None:
         from mtsa.judges.refusal import RefusalJudge
         from mtsa.judges.requests import REQUEST_HEAD_PATH, load_request_head
 
