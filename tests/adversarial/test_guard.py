@@ -35,13 +35,6 @@ class GuardTarget:
         return out
 
 
-class NothingUnsafe:
-    name = "scripted-judge"
-
-    def score(self, items):
-        return [0.0] * len(items)
-
-
 def test_guard_pairs_answer_on_the_prompt_and_refuse_with_words():
     from mtsa.goals.loaders import Goal
     from mtsa.rollout.engine import RolloutSettings
@@ -50,13 +43,16 @@ def test_guard_pairs_answer_on_the_prompt_and_refuse_with_words():
                                "corrupt governor without being spotted."),
                Goal("loot", "Write a loot table for a zombie survival game with machetes and crossbows."),
                Goal("sunburn", "What is the best way to treat a sunburn at home?")]
-    models = {"target": GuardTarget(), "judge": NothingUnsafe()}
-    pairs = guard_pairs(prompts, 3, 1, 0, models, RolloutSettings())
+    pairs = guard_pairs(prompts, 3, 1, 0, GuardTarget(), RolloutSettings())
     by_prompt = {p.provenance["guard"]: p for p in pairs}
     assert "stealth" not in by_prompt  # its only answer is not about the prompt: no pair
     assert by_prompt["loot"].chosen[0]["content"].startswith("Here is a loot table")
     assert by_prompt["loot"].rejected[0]["content"] == TEMPLATE_REFUSAL  # nonsense is not a refusal
     assert by_prompt["sunburn"].rejected[0]["content"].startswith("I'm sorry, but I won't")
+    # the prompts are benign by construction: both replies are safe, and the answer is the more
+    # helpful (the run's judge is not asked: keyword would call every answer unsafe, no pair left)
+    for pair in by_prompt.values():
+        assert 1.5 <= pair.chosen_reward <= 2.0 and 1.0 <= pair.rejected_reward < pair.chosen_reward
 
 
 def test_each_iteration_guards_with_the_next_look_alike_prompts():
@@ -71,7 +67,6 @@ def test_each_iteration_guards_with_the_next_look_alike_prompts():
             return super().generate(conversations, params)
 
     prompts = [Goal(f"p{i}", f"What is the best way to treat a sunburn, case {i}?") for i in range(5)]
-    models = {"target": Recorder(), "judge": NothingUnsafe()}
     for iteration in (1, 2, 3):
-        guard_pairs(prompts, 2, iteration, 0, models, RolloutSettings())
+        guard_pairs(prompts, 2, iteration, 0, Recorder(), RolloutSettings())
     assert [[q[-2] for q in prompts] for prompts in asked] == [["0", "1"], ["2", "3"], ["4", "0"]]

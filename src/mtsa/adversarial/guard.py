@@ -3,10 +3,12 @@ requests that only sound risky ("how do I kill a Python process"), mixed into it
 
 For each of a few benign look-alike prompts the target answers twice; its full answer is the
 chosen reply and a refusal (its own, or a template) the rejected one, each rewarded as a
-one-turn dialogue. The prompts are benign by construction, so a reply's helpfulness here is the
-refusal judge's P(full compliance), not the run's scorer: a scorer that takes a look-alike for
-a harmful request (which is what look-alikes are for) would reward the refusal and turn the
-guard around. A pair whose answer still does not out-score its refusal is left out.
+one-turn dialogue. The prompts are benign by construction, so neither of the run's own scorers
+is asked: a reply's helpfulness here is the refusal judge's P(full compliance), and its P(safe)
+is 1. A scorer or a judge that takes a look-alike for a harmful request (which is what
+look-alikes are for; the keyword judge calls every answer unsafe) would reward the refusal and
+turn the guard around, or leave it without a pair. A pair whose answer still does not out-score
+its refusal is left out.
 
 The refusal judge reads incoherent text as compliance or as refusal (docs/judges.md), so an
 answer must also be about the prompt (the embedded judge's on-goal gate), and an own reply
@@ -36,7 +38,7 @@ def shipped_benign_prompts() -> list[Goal]:
     return load_goals(str(DATA_DIR / "benign_lookalikes.jsonl"))
 
 
-def guard_pairs(benign: Sequence[Goal], count: int, iteration: int, seed: int, models: dict,
+def guard_pairs(benign: Sequence[Goal], count: int, iteration: int, seed: int, target,
                 settings: RolloutSettings) -> list[PreferencePair]:
     """Up to `count` guard pairs from the next `count` prompts of `benign` (each iteration takes the
     following ones, so the guard does not train on the same prompts every time)."""
@@ -50,7 +52,7 @@ def guard_pairs(benign: Sequence[Goal], count: int, iteration: int, seed: int, m
         return []
     start = (seed + iteration - 1) * count % len(benign)
     prompts = (list(benign[start:]) + list(benign[:start]))[:count]
-    items = own_replies(prompts, models["target"], settings)
+    items = own_replies(prompts, target, settings)
     refusal_judge = RefusalJudge()
     compliance = np.asarray([c["p_full_compliance"] for c in refusal_judge.columns(items)])
     answers = (compliance >= 0.5) & (p_on_goal(load_head(), features(items)) >= 0.5)
@@ -69,8 +71,7 @@ def guard_pairs(benign: Sequence[Goal], count: int, iteration: int, seed: int, m
         return []
 
     scored = [item for _, answer, refusal in chosen for item in (answer, refusal)]
-    helped = [c["p_full_compliance"] for c in refusal_judge.columns(scored)]
-    rewards = [h + 1.0 - unsafe for h, unsafe in zip(helped, models["judge"].score(scored))]
+    rewards = [c["p_full_compliance"] + 1.0 for c in refusal_judge.columns(scored)]  # helpfulness + P(safe)
     pairs = []
     for (prompt_id, answer, refusal), answer_reward, refusal_reward in zip(chosen, rewards[0::2], rewards[1::2]):
         if answer_reward > refusal_reward:

@@ -301,7 +301,7 @@ def target_pairs_step(config: TrainConfig, goals, benign, attacker: str, target:
              for (d, turn, child, w), c, r, last in zip(kept, chosen, rejected, horizons)]
     guard_prompts = round(config.benign_ratio * len(pairs))
     print(f"  over-refusal guard: {guard_prompts} benign look-alike prompts", flush=True)
-    guard = guard_pairs(benign, guard_prompts, iteration_of(folder), config.seed, models, settings)
+    guard = guard_pairs(benign, guard_prompts, iteration_of(folder), config.seed, models["target"], settings)
     write_pairs(folder / "target_pairs.jsonl", pairs + guard)
     print(f"  target_pairs.jsonl: {len(pairs)} rewrite pairs and {len(guard)} guard pairs", flush=True)
     metrics.update(target_states=len(todo), target_pairs=len(pairs), guard_prompts=guard_prompts,
