@@ -24,6 +24,7 @@ from typing import Sequence
 
 from mtsa.goals.loaders import Goal, load_goals
 from mtsa.judges.base import JudgeItem
+from mtsa.models.base import ChatModel
 from mtsa.rollout.engine import RolloutSettings
 from mtsa.training.pairs import PreferencePair
 
@@ -38,7 +39,7 @@ def shipped_benign_prompts() -> list[Goal]:
     return load_goals(str(DATA_DIR / "benign_lookalikes.jsonl"))
 
 
-def guard_pairs(benign: Sequence[Goal], count: int, iteration: int, seed: int, target,
+def guard_pairs(benign: Sequence[Goal], count: int, iteration: int, seed: int, target: ChatModel,
                 settings: RolloutSettings) -> list[PreferencePair]:
     """Up to `count` guard pairs from the next `count` prompts of `benign` (each iteration takes the
     following ones, so the guard does not train on the same prompts every time)."""
@@ -81,7 +82,7 @@ def guard_pairs(benign: Sequence[Goal], count: int, iteration: int, seed: int, t
     return pairs
 
 
-def own_replies(prompts: list[Goal], target, settings: RolloutSettings) -> list[JudgeItem]:
+def own_replies(prompts: list[Goal], target: ChatModel, settings: RolloutSettings) -> list[JudgeItem]:
     """The target's replies to each prompt, REPLIES_PER_PROMPT in a row, sampled in one batch
     (greedy decoding would give the same reply twice, so a zero temperature becomes 1)."""
     system = [{"role": "system", "content": settings.target_system_prompt}] if settings.target_system_prompt else []
