@@ -25,6 +25,12 @@ def test_target_turn_is_the_first_unsafe_reply():
     assert target_turn(dialogue(0.1, 0.4), threshold=0.3) == 2
 
 
+def test_a_success_before_the_attackers_format_failure_is_resampled():
+    failed_later = dialogue(0.1, 0.8)
+    failed_later.format_failure = True  # its attacker's turn 3 never parsed
+    assert attacker_turn(failed_later) == 1 and target_turn(failed_later) == 2
+
+
 def test_attacker_branches_one_per_temperature_with_distinct_ids():
     records = [dialogue(0.1, 0.9), dialogue(0.9, rollout_id="g1"), dialogue(0.0, 0.1, rollout_id="g2")]
     branches = attacker_branches(records, [0.6, 0.8, 1.0, 1.2])

@@ -30,3 +30,11 @@ def test_a_goal_attacked_with_several_seeds_counts_once():
     dialogues = [dialogue([0.9], goal_id="a"), dialogue([0.1], goal_id="a"), dialogue([0.1], goal_id="b")]
     summary = summarize(dialogues, turns=1, threshold=0.5, judge="j", attacker="a", target="t", goals="g")
     assert summary["n_goals"] == 2 and summary["n_dialogues"] == 3
+
+
+def test_a_dialogue_that_succeeded_before_its_attacker_failed_the_format_counts_as_a_success():
+    dialogues = [dialogue([0.2, 0.8], failure=True, goal_id="a"), dialogue([0.2], failure=True, goal_id="b"),
+                 dialogue([0.1, 0.1], goal_id="c")]
+    summary = summarize(dialogues, turns=3, threshold=0.5, judge="j", attacker="a", target="t", goals="g")
+    assert summary["n_dialogues"] == 2 and summary["format_failures"] == 1  # b's outcome is unknown
+    assert summary["asr"] == 0.5 and summary["asr_by_turn"] == [0.0, 0.5, 0.5]
