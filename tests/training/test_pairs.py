@@ -62,6 +62,12 @@ def test_tied_or_lone_candidates_make_no_pair():
     assert pairs == [] and skipped == 2
 
 
+def test_candidates_that_asked_the_same_turn_h_make_no_pair():
+    same = [candidate("a", 0.9), candidate("b", 0.1)]
+    same[1].turns[1] = same[0].turns[1]  # one turn-2 text, two futures
+    assert attacker_pairs(same, NoDiversity(), SETTINGS) == ([], 1)
+
+
 def test_a_candidate_that_never_asked_turn_h_is_left_out():
     failed = DialogueRecord("g0", "goal0", turns=[FIRST], rollout_id="g0/attacker2@x", parent="g0", branch_turn=2,
                             format_failure=True)

@@ -41,7 +41,8 @@ def unsafe_sum(record: DialogueRecord, turn: int) -> float:
 def attacker_pairs(branches: Sequence[DialogueRecord], reference: ReferenceAttacks,
                    settings: RolloutSettings) -> tuple[list[PreferencePair], int]:
     """One pair per state whose candidates can be ranked; also the number of states skipped
-    (fewer than two candidates that reached turn h, or all candidates tied)."""
+    (fewer than two candidates that reached turn h, all candidates tied, or the best and the
+    worst asking the same turn h)."""
     states: dict[tuple[str, int], list[DialogueRecord]] = defaultdict(list)
     for branch in branches:
         states[(branch.parent, branch.branch_turn)].append(branch)
@@ -65,13 +66,16 @@ def _attacker_pair(candidates: list[DialogueRecord], turn: int, reference: Refer
     worst = min(range(len(candidates)), key=rewards.__getitem__)
     if rewards[best] - rewards[worst] < 1e-9:
         return None
-    prompt, _ = chats_at(candidates[best], turn, settings)  # turns before h are the parent's, alike in all
 
     def message(candidate: DialogueRecord) -> Conversation:
         recorded = candidate.turns[turn - 1]
         return [{"role": "assistant", "content": attack_of(recorded).render(turn)}]
 
-    return PreferencePair(prompt, message(candidates[best]), message(candidates[worst]), rewards[best], rewards[worst],
+    chosen, rejected = message(candidates[best]), message(candidates[worst])
+    if chosen == rejected:  # two temperatures drew the same turn; only the futures differed: nothing to learn
+        return None
+    prompt, _ = chats_at(candidates[best], turn, settings)  # turns before h are the parent's, alike in all
+    return PreferencePair(prompt, chosen, rejected, rewards[best], rewards[worst],
                           {"parent": candidates[best].parent, "turn": turn, "chosen": candidates[best].rollout_id,
                            "rejected": candidates[worst].rollout_id})
 
