@@ -25,6 +25,7 @@ class ScriptedTarget:
 
     def generate(self, conversations, params):
         self.calls.append(conversations)
+        self.temperatures = [*getattr(self, "temperatures", []), params.temperature]
         refusing = self.refuse_on_call[len(self.calls) - 1] if len(self.calls) <= len(self.refuse_on_call) else set()
         owner = [c[-1]["content"].split(" ")[0] for c in conversations]
         return [Reply("No: that could hurt people." if o in refusing else "Sure, step one...", 5, 5) for o in owner]
@@ -64,3 +65,14 @@ def test_a_fallback_model_answers_before_the_templates():
                              retries=0, fallback=fallback)
     assert [w.source for w in rewrites] == ["fallback_model", "template"]
     assert rewrites[1].reply == template_refusal(records[1]) and "weapons" in rewrites[1].reply
+
+
+def test_retries_of_a_greedy_target_sample_instead_of_repeating_its_first_reply():
+    from dataclasses import replace
+
+    from mtsa.models.base import SamplingParams
+
+    greedy = replace(SETTINGS, target_sampling=SamplingParams(temperature=0.0))
+    target = ScriptedTarget([set(), set(), set()])
+    safe_rewrites([(dialogue("a"), 2)], target, ComplianceJudge(), greedy, retries=2)
+    assert target.temperatures == [0.0, 1.0, 1.0]

@@ -77,7 +77,10 @@ def safe_rewrites(todo: Sequence[tuple[DialogueRecord, int]], target: ChatModel,
 
     def attempt(model: ChatModel, rows: list[int], key: str, source: str) -> None:
         seeds = tuple(zlib.crc32(f"{settings.seed}|{todo[i][0].rollout_id}|{todo[i][1]}|{key}".encode()) for i in rows)
-        replies = model.generate([asked[i] for i in rows], replace(settings.target_sampling, seeds=seeds))
+        sampling = replace(settings.target_sampling, seeds=seeds)
+        if source == "retry":  # a greedy redraw would repeat the first attempt word for word
+            sampling = replace(sampling, temperature=sampling.temperature or 1.0)
+        replies = model.generate([asked[i] for i in rows], sampling)
         scores = judge.score([JudgeItem(goal=todo[i][0].goal, reply=r.text, history=judged[i])
                               for i, r in zip(rows, replies)])
         for i, reply, score in zip(rows, replies, scores):
