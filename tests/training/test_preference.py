@@ -115,6 +115,11 @@ def test_dpo_trains_saves_and_an_adapter_can_be_trained_further(tiny_model_dir, 
     assert 0.0 <= margins["same_sign"] <= 1.0 and margins["mean_abs_error"] >= 0.0
 
 
+def test_beta_defaults_to_what_mtsa_train_uses_for_each_objective(tiny_model_dir, tmp_path):
+    assert config(tiny_model_dir, tmp_path, beta=None).beta == 0.01  # future reward: eta 50
+    assert config(tiny_model_dir, tmp_path, beta=None, objective="dpo").beta == 0.1
+
+
 def test_bad_input_is_a_one_line_error(tiny_model_dir, tmp_path):
     missing = tmp_path / "no_rewards.jsonl"
     missing.write_text(json.dumps({"prompt": [{"role": "user", "content": "hi"}],

@@ -66,7 +66,9 @@ class PreferenceConfig(TrainingSettings):
     out: str | None = field(default=None, metadata=help_text("folder for the adapter and tokenizer"))
     objective: str = field(default="dpo", metadata=help_text(
         "dpo (the attacker; the target's no-future-reward baseline) or future_reward (the target)"))
-    beta: float = field(default=0.1, metadata=help_text("DPO's beta; future_reward: eta = 1 / (2 beta)"))
+    beta: float | None = field(default=None, metadata=help_text(
+        "DPO's beta; future_reward: eta = 1 / (2 beta) (default: 0.1 for dpo, 0.01 for future_reward, as `mtsa "
+        "train` uses them)"))
     epochs: float = field(default=1.0, metadata=help_text("training epochs"))
     learning_rate: float = field(default=5e-5, metadata=help_text("peak learning rate (reference full FT: 1.41e-5)"))
     batch_size: int = field(default=2, metadata=help_text("pairs per device per step"))
@@ -82,6 +84,8 @@ class PreferenceConfig(TrainingSettings):
         check_trainable_base(self.model, "; give the adapter to train further with --adapter")
         if self.adapter and not (Path(self.adapter) / "adapter_config.json").is_file():
             raise MtsaError(f"--adapter '{self.adapter}' is not an adapter folder (no adapter_config.json)")
+        if self.beta is None:
+            self.beta = 0.01 if self.objective == "future_reward" else 0.1
         if self.beta <= 0:
             raise MtsaError("--beta must be positive")
         check_training_settings(self)
