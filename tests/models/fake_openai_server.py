@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable
 
 
@@ -123,6 +124,8 @@ class FakeOpenAIServer:
             name, path = (request.body or {}).get("lora_name"), (request.body or {}).get("lora_path")
             if name in self.adapters:
                 return 400, {}, _error(f"The lora adapter '{name}' has already been loaded.")
+            if not Path(str(path)).is_dir():  # as vLLM answers when it cannot read the folder
+                return 404, {}, _error(f"Loading lora {name} failed: No adapter found for {path}")
             self.adapters[name] = path
             return 200, {}, {"message": f"Success: LoRA adapter '{name}' added successfully."}
         if request.method != "POST" or request.path != "/v1/chat/completions":

@@ -47,6 +47,9 @@ def test_a_server_without_runtime_lora_and_an_unreachable_one_are_one_line_error
         with pytest.raises(MtsaError, match="--enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING"):
             GenerationServer(fake.base_url).spec_for(parse_spec(f"hf:base+{adapter}"))
         url = fake.base_url
+    with FakeOpenAIServer(model_id="base", lora=True) as fake:  # the server cannot see the run folder
+        with pytest.raises(MtsaError, match="cannot read adapter .* under the same path"):
+            GenerationServer(fake.base_url).load_adapter("name", adapter / "elsewhere")
     with pytest.raises(MtsaError, match="cannot reach --generation-server"):
         GenerationServer(url).base()
     with pytest.raises(MtsaError, match="http"):

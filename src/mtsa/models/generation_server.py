@@ -75,8 +75,15 @@ class GenerationServer:
     def load_adapter(self, name: str, path: Path) -> None:
         """Load a LoRA adapter under `name`; one already loaded under that name is kept."""
         response = self._request("POST", "/load_lora_adapter", {"lora_name": name, "lora_path": str(path)},
-                                 ok=(200, 400))
-        if response.status_code == 400 and "already" not in response.text.lower():
+                                 ok=(200, 400, 404))
+        said = response.text.lower()
+        if response.status_code == 404 and "no adapter found" in said:  # vLLM could not read the folder
+            raise MtsaError(f"--generation-server {self.url} cannot read adapter {path}: the server must see the "
+                            f"run folder under the same path ({self._one_line(response.text)})")
+        if response.status_code == 404:  # no such route: runtime LoRA loading is off
+            raise MtsaError(f"--generation-server {self.url} cannot load adapters: start vLLM with --enable-lora "
+                            "and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True")
+        if response.status_code == 400 and "already" not in said:
             raise MtsaError(f"--generation-server {self.url} refused adapter {path}: {self._one_line(response.text)}")
 
     def _request(self, method: str, path: str, body: dict | None = None, ok=(200,)) -> httpx.Response:
@@ -85,9 +92,6 @@ class GenerationServer:
                                      timeout=TIMEOUT_S)
         except httpx.HTTPError as exc:
             raise MtsaError(f"cannot reach --generation-server {self.url}: {type(exc).__name__}") from None
-        if response.status_code == 404 and path == "/load_lora_adapter":
-            raise MtsaError(f"--generation-server {self.url} cannot load adapters: start vLLM with --enable-lora "
-                            "and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True")
         if response.status_code not in ok:
             raise MtsaError(f"--generation-server {self.url}{path}: HTTP {response.status_code}: "
                             f"{self._one_line(response.text)}")
