@@ -45,5 +45,10 @@ def test_demo_pipeline_synth_sft_redteam_train_eval(tmp_path, capsys):
     train = (out / "train_goals.jsonl").read_text()
     attack = (out / "attack_goals.jsonl").read_text()
     assert train and attack and train != attack
-    # a resumed demo skips the finished stages
+    # a resumed demo skips the finished stages; one with other settings, or a new one here, is refused
     assert main(["demo", "--out", str(out), "--resume", "--goals", "1", "--turns", "1", "--sft-steps", "1"]) == 0
+    capsys.readouterr()
+    assert main(["demo", "--out", str(out), "--resume", "--goals", "2", "--turns", "1", "--sft-steps", "1"]) == 2
+    assert "--goals differs from its first run" in capsys.readouterr().err
+    assert main(["demo", "--out", str(out)]) == 2 and "is not empty" in capsys.readouterr().err
+    assert (out / "train_goals.jsonl").read_text() == train  # untouched

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mtsa.atomic import check_folder_can_be_made, write_jsonl_atomic
+from mtsa.atomic import check_folder_can_be_made, read_json_object, write_json_atomic, write_jsonl_atomic
 from mtsa.config import help_text
 from mtsa.errors import MtsaError
 from mtsa.goals.loaders import load_goals
@@ -45,10 +45,32 @@ class DemoConfig:
             raise MtsaError("--resume needs --out naming the demo folder")
 
 
+def settings_of(config: DemoConfig) -> dict:
+    """What a demo's results depend on, recorded in DIR/demo.json: a resume must not change it."""
+    return {"goals": config.goals, "turns": config.turns, "sft_steps": config.sft_steps, "seed": config.seed}
+
+
+def check_can_start(out: Path, config: DemoConfig) -> None:
+    """Refuse, before any file is written, a new demo in a used folder and a resume with other
+    settings (its stages would mix the two demos' goals and dialogues)."""
+    if not config.resume:
+        if out.is_dir() and any(out.iterdir()):
+            raise MtsaError(f"--out '{out}' is not empty: --resume finishes the demo in it, or name a new folder")
+        return
+    recorded = read_json_object(out / "demo.json")
+    changed = [key for key, value in settings_of(config).items() if key in recorded and recorded[key] != value]
+    if changed:
+        flags = ", ".join("--" + key.replace("_", "-") for key in changed)
+        raise MtsaError(f"cannot resume the demo in '{out}': {flags} {'differs' if len(changed) == 1 else 'differ'} "
+                        "from its first run")
+
+
 def run_demo(config: DemoConfig) -> dict:
     out = Path(config.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     check_folder_can_be_made(out)
+    check_can_start(out, config)
     out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "demo.json", settings_of(config))
     small = {"turns": config.turns, "seed": config.seed, "target_max_tokens": 80, "attacker_max_tokens": 128}
 
     def resume(run: Path) -> bool:
