@@ -117,7 +117,7 @@ def test_judge_command_scores_helpfulness(capsys, tmp_path):
     (["--iterations", "0"], "--iterations must be >= 1"),
     # the updates' settings and launcher are checked before the first phase samples, not by its update
     (["--train-batch-size", "0"], "--train-batch-size"),
-    (["--attacker-temperatures", "0.8,1,1.0"], "must be different positive numbers"),
+    (["--attacker-temperatures", "0.8,1,1.0"], "must be positive numbers that differ"),
     (["--seed", "3", "--out", "{missing}", "--resume"], "no run to resume"),
     (["--update-launcher", "no-such-launcher --config_file x.yaml"], "no program 'no-such-launcher' on the PATH"),
     (["--reference-attacks", "/no/such/attacks.jsonl"], "file not found"),
@@ -211,7 +211,20 @@ def test_a_train_run_resumed_with_other_results_affecting_settings_is_refused(ca
     run.mkdir()
     (run / "config.json").write_text(json.dumps(TrainConfig(out=str(run)).resolved(str(run))))
     for flags, changed in ((["--seed", "7"], "seed"), (["--learning-rate", "0.5"], "learning_rate"),
-                           (["--stop-on-unsafe"], "stop_on_unsafe")):
+                           (["--turns", "3"], "turns")):
         code, err = run_cli(capsys, "train", "--out", str(run), "--resume", *flags)
         assert code == 2 and f"{changed} differs from the original run" in err
     assert sorted(p.name for p in run.iterdir()) == ["config.json"]
+
+
+def test_a_train_run_resumes_with_a_longer_max_length_or_smaller_batches(tmp_path):
+    """What an update's own errors ask for (raise --max-length; less memory per step) may change
+    on --resume, or the sampling already finished would be lost."""
+    from mtsa.adversarial.loop import CHANGEABLE, TrainConfig
+    from mtsa.rollout.run_folder import RunFolder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(TrainConfig(out=str(run)).resolved(str(run))))
+    resumed = TrainConfig(out=str(run), resume=True, max_length=8192, train_batch_size=1)
+    RunFolder(run).check_can_start(resumed.resolved(str(run)), True, CHANGEABLE)

@@ -84,6 +84,7 @@ def test_one_iteration_writes_pairs_updates_both_models_and_resumes(tiny_model_d
         assert len(metrics[name]["log"]) == metrics[name]["steps"]
     saved = json.loads((folder / "metrics.json").read_text())
     assert saved["attacker_sampling_asr"] == 1.0 and saved["target_pairs"] == 2
+    assert saved["attacker_reward_chosen"] > saved["attacker_reward_rejected"]
 
     evaluation = tmp_path / "eval"  # a red-team run of the new target, on other goals
     evaluation.mkdir()
@@ -159,6 +160,19 @@ def test_an_iteration_without_successes_makes_no_pairs_and_keeps_the_models(tiny
     assert "iter_1/target_sampling: no successful attack" in said
 
 
+def test_release_gives_a_gpus_cached_memory_back_before_an_update(monkeypatch):
+    from types import SimpleNamespace
+
+    from mtsa.adversarial.loop import release
+
+    emptied = []
+    cuda = SimpleNamespace(is_available=lambda: True, empty_cache=lambda: emptied.append(True))
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda))
+    models = {"target": object(), "helpfulness": object()}
+    release(models)
+    assert models == {} and emptied == [True]
+
+
 def test_with_adapter_spec_replaces_the_adapter_and_keeps_options():
     assert with_adapter_spec("embedded", "runs/a") == "embedded+runs/a"
     assert with_adapter_spec("hf:base+old?device=cpu", "new") == "hf:base+new?device=cpu"
@@ -170,6 +184,9 @@ def test_with_adapter_spec_replaces_the_adapter_and_keeps_options():
     ({"iterations": 0}, "iterations"),
     ({"target_objective": "ppo"}, "target-objective"),
     ({"attacker_temperatures": "hot"}, "attacker-temperatures"),
+    ({"attacker_temperatures": "1.0,1.0000001"}, "differ in their first 6 digits"),  # one branch id, twice
+    ({"stop_on_unsafe": True}, "plays every dialogue to its last turn"),
+    ({"judge": "refusal"}, "needs a harm judge"),
 ])
 def test_bad_settings_are_one_line_errors(tiny_model_dir, tmp_path, overrides, message):
     with pytest.raises(MtsaError, match=message):

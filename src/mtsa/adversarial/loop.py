@@ -24,6 +24,7 @@ import gc
 import json
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,9 @@ from mtsa.rollout.run_folder import RunFolder
 from mtsa.training.pairs import PreferencePair, attacker_pairs, common_horizon, target_pair, target_rewards
 from mtsa.training.preference import eta
 
-CHANGEABLE = ("out", "resume", "concurrency", "update_launcher", "generation_server")  # on --resume
+# on --resume: how a run goes, not what it produces; and the update's sizes that its errors ask to change
+CHANGEABLE = ("out", "resume", "concurrency", "update_launcher", "generation_server", "max_length",
+              "train_batch_size")
 
 
 @dataclass
@@ -114,8 +117,9 @@ class TrainConfig(RolloutConfig):
             raise MtsaError("--target-objective must be future_reward or dpo")
         temperatures = self.temperatures()
         if not (temperatures and all(0 < t < math.inf for t in temperatures)  # NaN fails too
-                and len(set(temperatures)) == len(temperatures)):  # 1 and 1.0 would be one branch, twice
-            raise MtsaError("--attacker-temperatures must be different positive numbers, comma-separated")
+                and len({f"{t:g}" for t in temperatures}) == len(temperatures)):  # as branch ids name them
+            raise MtsaError("--attacker-temperatures must be positive numbers that differ in their first 6 "
+                            "digits, comma-separated")
         if self.benign_ratio < 0 or self.rewrite_retries < 0:
             raise MtsaError("--benign-ratio and --rewrite-retries must be >= 0")
         if self.learning_rate <= 0 or self.attacker_learning_rate <= 0:
@@ -127,6 +131,12 @@ class TrainConfig(RolloutConfig):
             raise MtsaError("--train-epochs, --train-batch-size and --max-length must be positive, --lora-layers >= 0")
         if not 0 <= self.attacker_safe_below <= 1:
             raise MtsaError("--attacker-safe-below must be in [0, 1]")
+        if self.stop_on_unsafe:  # a branch cut at its first unsafe reply would lose the future its reward sums
+            raise MtsaError("--stop-on-unsafe is for red-teaming: Stage 2 plays every dialogue to its last turn, "
+                            "whose replies its rewards sum")
+        if self.judge.partition("?")[0] == "refusal":
+            raise MtsaError("--judge refusal scores P(refusal), not P(unsafe): Stage 2 needs a harm judge "
+                            "(embedded, llama-guard, llm:SPEC or keyword)")
         if self.reference_attacks and not Path(self.reference_attacks).is_file():
             raise MtsaError(f"--reference-attacks '{self.reference_attacks}': file not found")
         from mtsa.stages import launcher_program
@@ -191,9 +201,9 @@ def trainable(spec_text: str, flag: str) -> ModelSpec:
         raise MtsaError(f"{flag} '{spec_text}' is an API model; Stage 2 trains it, so it must be local "
                         "(embedded[+ADAPTER] or hf:PATH_OR_ID[+ADAPTER])")
     if spec.adapter and local_adapter(spec.adapter) is None:  # `mtsa preference` trains a folder further
-        raise MtsaError(f"{flag} '{spec_text}': Stage 2 trains its adapter further, so the adapter must be a "
-                        f"local folder; download '{spec.adapter}' first (huggingface-cli download "
-                        f"{spec.adapter} --local-dir DIR) and name DIR")
+        raise MtsaError(f"{flag} '{spec_text}': no folder '{spec.adapter}' here; Stage 2 trains its adapter "
+                        "further, so the adapter must be a local folder (a Hub adapter: huggingface-cli download "
+                        f"{spec.adapter} --local-dir DIR, then name DIR)")
     return spec
 
 
@@ -254,6 +264,8 @@ def attacker_pairs_step(config: TrainConfig, goals, attacker: str, target: str, 
           f"before its first unsafe one scored P(unsafe) <= {config.attacker_safe_below}", flush=True)
     metrics.update(attacker_sampling_asr=sampled_asr, attacker_states=len(states),
                    attacker_pairs=len(pairs), attacker_states_skipped=skipped,
+                   attacker_reward_chosen=mean([p.chosen_reward for p in pairs]),  # R_adv, z-scored per state
+                   attacker_reward_rejected=mean([p.rejected_reward for p in pairs]),
                    attacker_sampling_seconds=round(time.perf_counter() - started, 1))
     release(models)
 
@@ -290,16 +302,16 @@ def target_pairs_step(config: TrainConfig, goals, benign, attacker: str, target:
                         Branch(d, turn, reply=rewrite.reply)) for (d, turn), rewrite in zip(todo, rewrites)]
     children = {c.rollout_id: c for c in run_branches(folder / "target_branches", config, branches, models,
                                                       settings)}
-    helpfulness = load_helpfulness(config.helpfulness)
+    models["helpfulness"] = load_helpfulness(config.helpfulness)  # released with the phase's models
     kept = [(d, turn, children[b.id], w) for (d, turn), b, w in zip(todo, branches, rewrites) if b.id in children]
     horizons = [common_horizon(d, child) for d, _, child, _ in kept]
     rewards = target_rewards([(child, turn, last) for (_, turn, child, _), last in zip(kept, horizons)]
                              + [(d, turn, last) for (d, turn, _, _), last in zip(kept, horizons)],
-                             helpfulness, settings)  # one scoring call for both futures of every pair
+                             models["helpfulness"], settings)  # one scoring call for both futures of every pair
     chosen, rejected = rewards[:len(kept)], rewards[len(kept):]
     pairs = [target_pair(d, child, turn, settings, (c, r), last, w.source)
              for (d, turn, child, w), c, r, last in zip(kept, chosen, rejected, horizons)]
-    guard_prompts = round(config.benign_ratio * len(pairs))
+    guard_prompts = math.floor(config.benign_ratio * len(pairs) + 0.5)  # halves up: 1 pair at 0.5 gets a prompt
     print(f"  over-refusal guard: {guard_prompts} benign look-alike prompts", flush=True)
     guard = guard_pairs(benign, guard_prompts, iteration_of(folder), config.seed, models["target"], settings)
     write_pairs(folder / "target_pairs.jsonl", pairs + guard)
@@ -312,7 +324,6 @@ def target_pairs_step(config: TrainConfig, goals, benign, attacker: str, target:
                    if config.target_objective == "future_reward" else None,  # plain DPO asks for no margin
                    target_sampling_seconds=round(time.perf_counter() - started, 1))
     release(models)
-    del helpfulness
 
 
 def load_models(config: TrainConfig, attacker: str, target: str) -> dict:
@@ -327,9 +338,14 @@ def load_models(config: TrainConfig, attacker: str, target: str) -> dict:
 
 
 def release(models: dict) -> None:
-    """Drop a phase's models before an update runs in its own process."""
+    """Drop a phase's models before an update runs in its own process. On a GPU their memory also
+    goes back to the device: PyTorch's allocator would keep it cached for this process, and the
+    update's process on the same GPU would run out."""
     models.clear()
     gc.collect()
+    torch = sys.modules.get("torch")  # not imported by a run of API models only
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def sample(path: Path, config: TrainConfig, goals, models: dict, settings: RolloutSettings,
