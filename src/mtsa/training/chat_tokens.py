@@ -28,12 +28,14 @@ def tokenize_with_assistant_mask(tokenizer, messages: Conversation) -> dict[str,
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        start = len(_ids(tokenizer, messages[:i], generation_prompt=True))
+        prompt = _ids(tokenizer, messages[:i], generation_prompt=True)
         through = _ids(tokenizer, messages[:i + 1], generation_prompt=False)
-        if input_ids[:len(through)] != through or start > len(through):
+        # a generation prompt the rendered turn does not begin with (e.g. one ending in "<think>\n")
+        # would shift the mask off the message's first tokens
+        if input_ids[:len(through)] != through or through[:len(prompt)] != prompt:
             raise MtsaError("the model's chat template does not render conversations prefix by prefix; "
                             "mtsa cannot tell the attacker's tokens from the rest")
-        end = len(through)
+        start, end = len(prompt), len(through)
         while end > start and tokenizer.decode(through[end - 1:end]).strip() == "":
             end -= 1  # trailing newlines after the end-of-turn token carry nothing to learn
         mask[start:end] = [1] * (end - start)
