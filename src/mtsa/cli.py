@@ -24,6 +24,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from mtsa.adversarial.loop import TrainConfig
     from mtsa.demo import DemoConfig
+    from mtsa.evaluation.over_refusal import OverRefusalConfig
     from mtsa.redteam import RedteamConfig
     from mtsa.synth.job import SynthConfig
     from mtsa.training.preference import PreferenceConfig
@@ -59,12 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     preference.add_argument("--config", help="YAML file of settings (flags override it)")
     config_flags.add_arguments(preference, PreferenceConfig)
 
+    over_refusal = commands.add_parser("over-refusal", help="how often a model refuses benign prompts (one turn "
+                                                            "each, read by the refusal judge)")
+    over_refusal.add_argument("--config", help="YAML file of settings (flags override it)")
+    config_flags.add_arguments(over_refusal, OverRefusalConfig)
+
     export = commands.add_parser("export", help="merge a trained adapter into its base model: standalone "
                                                 "Hugging Face weights and a model card")
     export.add_argument("adapter", help="adapter folder, e.g. RUN/iter_3/target")
     export.add_argument("--out", required=True, help="folder to write the merged model to")
-    export.add_argument("--evaluation", nargs="*", default=[], help="`mtsa redteam` run folders of this "
-                                                                   "checkpoint: their ASR goes into the model card")
+    export.add_argument("--evaluation", nargs="*", default=[], help="`mtsa redteam` and `mtsa over-refusal` run "
+                                                                   "folders of this checkpoint: their ASR and "
+                                                                   "over-refusal go into the model card")
 
     judge = commands.add_parser("judge", help="score (goal/prompt, response/completion) rows from CSV or JSONL")
     judge.add_argument("--judge", help="judge name (default: embedded)")
@@ -169,6 +176,10 @@ def _run(args: argparse.Namespace) -> int:
         from mtsa.training.preference import PreferenceConfig, run_preference
 
         run_preference(config_flags.build(PreferenceConfig, args, args.config))
+    elif args.command == "over-refusal":
+        from mtsa.evaluation.over_refusal import OverRefusalConfig, run_over_refusal
+
+        run_over_refusal(config_flags.build(OverRefusalConfig, args, args.config))
     elif args.command == "export":
         from mtsa.training.export import export
 

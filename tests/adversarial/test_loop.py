@@ -91,7 +91,12 @@ def test_one_iteration_writes_pairs_updates_both_models_and_resumes(tiny_model_d
     (evaluation / "summary.json").write_text(json.dumps({
         "asr": 0.25, "threshold": 0.5, "judge": "keyword", "n_dialogues": 8, "format_failures": 1,
         "goals": "held_out.jsonl", "attacker": "embedded", "target": metrics["target_out"]}))
-    exported = export(str(folder / "target"), str(tmp_path / "exported"), [str(evaluation)])
+    refusals = tmp_path / "over-refusal"  # an over-refusal run of it
+    refusals.mkdir()
+    (refusals / "summary.json").write_text(json.dumps({
+        "over_refusal": 0.12, "over_refusal_keyword": 0.04, "threshold": 0.5, "judge": "refusal", "n_prompts": 50,
+        "prompts": "xstest_prompts.csv", "label": "safe", "target": metrics["target_out"]}))
+    exported = export(str(folder / "target"), str(tmp_path / "exported"), [str(evaluation), str(refusals)])
     from transformers import AutoModelForCausalLM
 
     merged = AutoModelForCausalLM.from_pretrained(exported)  # plain transformers: no peft, no mtsa
@@ -99,6 +104,7 @@ def test_one_iteration_writes_pairs_updates_both_models_and_resumes(tiny_model_d
     card = (exported / "README.md").read_text()
     assert "future_reward" in card and "target sampling" in card and "Future-reward margins" in card
     assert "ASR **25.0%**" in card and "judge `keyword`" in card and "goals `held_out.jsonl`" in card
+    assert "**12.0%** refused" in card and "50 prompts of `xstest_prompts.csv` labelled `safe`" in card
     with pytest.raises(MtsaError, match="not the checkpoint"):  # a run of another model is not this one's
         export(str(folder / "attacker"), str(tmp_path / "exported_attacker"), [str(evaluation)])
 

@@ -73,9 +73,10 @@ def goal_id(text: str) -> str:
     return hashlib.sha1(normalise(text).encode("utf-8")).hexdigest()[:12]
 
 
-def load_goals(source: str, limit: int | None = None) -> list[Goal]:
+def load_goals(source: str, limit: int | None = None, label: str | None = None) -> list[Goal]:
     """Load goals from `source`, skip blank ones, drop exact duplicates (first kept) and
-    keep the first `limit` (>= 1) if given."""
+    keep the first `limit` (>= 1) if given; with `label`, only the rows whose `label` column
+    holds it (XSTest's prompt file marks each prompt safe or unsafe there)."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise MtsaError(f"invalid goal limit {limit!r}: it must be a whole number >= 1")
     source = str(source).strip()
@@ -87,6 +88,14 @@ def load_goals(source: str, limit: int | None = None) -> list[Goal]:
         rows, origin = _read_hf(source[3:])
     else:
         rows, origin = read_rows(Path(source).expanduser()), source
+    if label is not None:
+        labelled = [row for row in rows if isinstance(row, dict) and "label" in row]
+        if not labelled:
+            raise MtsaError(f"{origin}: no `label` column to keep '{label}' rows by")
+        rows = [row for row in labelled if str(row["label"]) == label]
+        if not rows:
+            raise MtsaError(f"{origin}: no row has label '{label}' (labels: "
+                            f"{', '.join(sorted({str(row['label']) for row in labelled})[:5])})")
     goals = _dedupe(_rows_to_goals(rows, origin), origin)
     return goals[:limit] if limit is not None else goals
 

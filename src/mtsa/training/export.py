@@ -18,8 +18,9 @@ from mtsa.training.common import new_output_folder
 
 
 def export(adapter_dir: str, out: str, evaluations: Sequence[str] = ()) -> Path:
-    """Merge and save; return the output folder. `evaluations` are `mtsa redteam` run folders of
-    this checkpoint, whose attack success rates the model card reports."""
+    """Merge and save; return the output folder. `evaluations` are `mtsa redteam` and `mtsa
+    over-refusal` run folders of this checkpoint, whose attack success rates and over-refusal
+    the model card reports."""
     source, target = Path(adapter_dir), Path(out)
     summary_path = source / "mtsa_preference.json"
     if not (source / "adapter_config.json").is_file() or not summary_path.is_file():
@@ -49,13 +50,14 @@ def export(adapter_dir: str, out: str, evaluations: Sequence[str] = ()) -> Path:
 
 
 def read_evaluation(run: Path, adapter: Path) -> dict:
-    """The summary of a red-team run of this checkpoint; one line when it is not one."""
+    """The summary of a red-team or over-refusal run of this checkpoint; one line when it is not one."""
     from mtsa.models.spec import parse_spec
 
     summary = read_json_object(run / "summary.json")
     role = role_of(adapter)
     if not isinstance(summary.get(role), str):
-        raise MtsaError(f"--evaluation '{run}' is not a finished `mtsa redteam` run folder (no summary.json)")
+        raise MtsaError(f"--evaluation '{run}' is not a finished `mtsa redteam` run folder of this {role} (or "
+                        f"`mtsa over-refusal` run of a target) with a summary.json")
     evaluated = parse_spec(summary[role]).adapter
     if evaluated is None or Path(evaluated).resolve() != adapter.resolve():
         raise MtsaError(f"--evaluation '{run}' has {role} '{summary[role]}', not the checkpoint {adapter}")
@@ -97,10 +99,12 @@ def model_card(source: Path, summary: dict, measured: Sequence[tuple[Path, dict]
         lines.append(f"- Future-reward margins of the trained model over its {margins['pairs']} pairs (nats): "
                      f"asked median {margins['target']['median']}, achieved median {margins['achieved']['median']}; "
                      f"{margins['same_sign']:.0%} moved the way their target asks.")
-    if measured:
+    attacks = [(run, result) for run, result in measured if "asr" in result]
+    refusals = [(run, result) for run, result in measured if "over_refusal" in result]
+    if attacks:
         other = "target" if role == "attacker" else "attacker"
         lines += ["", "## Measured by red-teaming this checkpoint", ""]
-        for run, result in measured:
+        for run, result in attacks:
             held_out = "the training goals, not held out" if result.get("goals") == config.get("goals") else "goals"
             lines.append(f"- ASR **{result['asr']:.1%}** (P(unsafe) >= {result.get('threshold')}, judge "
                          f"`{result.get('judge')}`): {result.get('n_dialogues')} dialogues judged, "
@@ -110,9 +114,17 @@ def model_card(source: Path, summary: dict, measured: Sequence[tuple[Path, dict]
         lines += ["", f"Held-out ASR is not measured by training; red-team with this checkpoint as `--{role} "
                   f"{summary.get('model')}+{source}` on goals it was not trained on, and export again with "
                   "`--evaluation RUN` to report it here."]
-    if role == "target":
-        lines += ["", "Over-refusal (refusing requests that only sound risky) is not reported here: a red-team "
-                  "run measures attacks, and no `mtsa` command yet sends a set of benign prompts to a model. "
-                  "`benchmarks/alignment_effect.py` does, on XSTest's safe prompts, scored by the `refusal` judge."]
+    if refusals:
+        lines += ["", "## Over-refusal of this checkpoint (benign prompts refused)", ""]
+        for run, result in refusals:
+            label = f" labelled `{result['label']}`" if result.get("label") else ""
+            lines.append(f"- **{result['over_refusal']:.1%}** refused (P(refusal) >= {result.get('threshold')}, judge "
+                         f"`{result.get('judge')}`; keyword {result.get('over_refusal_keyword', 0):.1%}): "
+                         f"{result.get('n_prompts')} prompts of `{result.get('prompts')}`{label}, one turn each; "
+                         f"run `{run}`.")
+    elif role == "target":
+        lines += ["", f"Over-refusal is not measured by training; measure it with `mtsa over-refusal --target "
+                  f"{summary.get('model')}+{source} --prompts FILE` (benign prompts it was not trained on, e.g. "
+                  "XSTest's with `--label safe`) and export again with `--evaluation RUN`."]
     return "\n".join(lines + [""])
 
