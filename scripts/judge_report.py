@@ -64,6 +64,7 @@ from mtsa.judges.requests import (
     request_features,
 )
 from mtsa.models.dtype import chosen_dtypes, describe_machine
+from mtsa.rewards.embedded_helpfulness import helpfulness
 
 
 def p_harm_of(data: Dataset) -> np.ndarray:
@@ -238,12 +239,12 @@ def helpfulness_row(held: Dataset, probs: np.ndarray) -> str:
     from sklearn.metrics import roc_auc_score
 
     harm = p_harm_of(held)
-    helpfulness = harm * (probs[:, 1] + probs[:, 2]) + (1 - harm) * probs[:, 0]
+    scores = helpfulness(harm, probs[:, 0], probs[:, 2])
     keyword = np.asarray(KeywordJudge().score(held.items))  # 1 where no refusal phrase: answered
     rows = (~held.harmful) & (held.classes != 1)  # safe prompts, full compliance or full refusal
     answered = held.classes[rows] == 0
     return (f"| {held.name} | {int(answered.sum())} / {int((~answered).sum())} | "
-            f"{roc_auc_score(answered, helpfulness[rows]):.3f} | {roc_auc_score(answered, keyword[rows]):.3f} |")
+            f"{roc_auc_score(answered, scores[rows]):.3f} | {roc_auc_score(answered, keyword[rows]):.3f} |")
 
 
 def main() -> None:
