@@ -81,7 +81,7 @@ def model_card(source: Path, summary: dict, measured: Sequence[tuple[Path, dict]
         f"- Base model: `{summary.get('model')}` (`{summary.get('base_model_path')}`), LoRA merged into the "
         "weights.",
         f"- Update: `{summary.get('objective')}`, beta {summary.get('beta')}, {summary.get('pairs')} preference "
-        f"pairs, {summary.get('steps')} steps, final training loss {summary.get('train_loss')}.",
+        f"pairs, {summary.get('steps')} steps, final training loss {_rounded(summary.get('train_loss'))}.",
     ]
     if config:
         lines.append(f"- Run: {config.get('iterations')} iterations of {config.get('turns')} turns, goals "
@@ -128,3 +128,7 @@ def model_card(source: Path, summary: dict, measured: Sequence[tuple[Path, dict]
                   "XSTest's with `--label safe`) and export again with `--evaluation RUN`."]
     return "\n".join(lines + [""])
 
+
+def _rounded(value):
+    """A loss as a person reads it (4 significant digits); anything else as it is."""
+    return f"{value:.4g}" if isinstance(value, float) else value
