@@ -30,7 +30,7 @@ class ScriptedModel:
 @pytest.fixture
 def model(monkeypatch):
     scripted = ScriptedModel()
-    monkeypatch.setattr("mtsa.models.registry.load_model", lambda spec: scripted)
+    monkeypatch.setattr("mtsa.evaluation.over_refusal.load_model", lambda spec: scripted)
     return scripted
 
 

@@ -317,3 +317,15 @@ def test_lone_surrogates_are_made_writable_and_deep_nesting_is_malformed(tmp_pat
     assert load_goals(write(tmp_path / "g.json", '["x\\udfffy"]'))[0].goal == "x?y"
     message = error_of(write(tmp_path / "deep.json", "[" * 100_000))
     assert "malformed JSON" in message and "nested too deeply" in message
+
+
+def test_label_keeps_the_rows_of_one_label(tmp_path):
+    path = tmp_path / "prompts.csv"
+    path.write_text("prompt,label\nkill a process,safe\nhurt someone,unsafe\nkill the lights,safe\n")
+    assert [g.goal for g in load_goals(str(path), label="safe")] == ["kill a process", "kill the lights"]
+    with pytest.raises(MtsaError, match="no row has label 'benign' \\(labels: safe, unsafe\\)"):
+        load_goals(str(path), label="benign")
+    unlabelled = tmp_path / "goals.jsonl"
+    unlabelled.write_text('{"goal": "g"}\n')
+    with pytest.raises(MtsaError, match="no `label` column"):
+        load_goals(str(unlabelled), label="safe")

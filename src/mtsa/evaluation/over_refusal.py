@@ -28,8 +28,10 @@ from mtsa.config import help_text
 from mtsa.errors import MtsaError
 from mtsa.goals.loaders import Goal, load_goals, read_rows
 from mtsa.judges.base import JudgeItem
+from mtsa.judges.keyword import KeywordJudge
+from mtsa.judges.refusal import RefusalJudge
 from mtsa.models.base import SamplingParams
-from mtsa.models.registry import check_model
+from mtsa.models.registry import check_model, load_model
 from mtsa.rollout.run_folder import CONFIG, STARTED_IN, SUMMARY, RunFolder
 
 REPLIES = "replies.jsonl"
@@ -78,10 +80,6 @@ class OverRefusalConfig:
 
 def run_over_refusal(config: OverRefusalConfig) -> dict:
     """Answer, judge and summarise every prompt not answered yet; return the summary."""
-    from mtsa.judges.keyword import KeywordJudge
-    from mtsa.judges.refusal import RefusalJudge
-    from mtsa.models.registry import load_model
-
     prompts = load_goals(config.prompts, config.limit, label=config.label)
     check_model(config.target)
     out = Path(config.out or f"runs/over-refusal-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -121,10 +119,11 @@ def answer(prompts: list[Goal], model, refusal, keyword, config: OverRefusalConf
 
 
 def summarize(rows: list[dict], config: OverRefusalConfig) -> dict:
+    """Shares of the replies refused (every prompt has one: a prompt set is never empty)."""
     n = len(rows)
     refused = sum(row["p_refusal"] >= config.threshold for row in rows)
-    return {"over_refusal": round(refused / n, 4) if n else 0.0,
-            "over_refusal_keyword": round(sum(row["keyword_refusal"] for row in rows) / n, 4) if n else 0.0,
+    return {"over_refusal": round(refused / n, 4),
+            "over_refusal_keyword": round(sum(row["keyword_refusal"] for row in rows) / n, 4),
             "n_prompts": n, "judge": "refusal", "threshold": config.threshold, "prompts": config.prompts,
             "label": config.label, "target": config.target, "temperature": config.temperature,
             "max_tokens": config.max_tokens}
