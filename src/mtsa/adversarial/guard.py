@@ -59,22 +59,24 @@ def guard_pairs(benign: Sequence[Goal], count: int, iteration: int, seed: int, t
     answers = (compliance >= 0.5) & (p_on_goal(load_head(), features(items)) >= 0.5)
     refusals = [c <= 0.5 and keyword < 0.5 for c, keyword in zip(compliance, KeywordJudge().score(items))]
 
-    chosen: list[tuple[str, JudgeItem, JudgeItem]] = []  # (prompt id, answer, refusal)
-    for prompt, replies, answering, refusing in zip(prompts, per_prompt(items), per_prompt(answers),
-                                                    per_prompt(refusals)):
-        answer = next((item for item, ok in zip(replies, answering) if ok), None)
+    # (prompt id, answer, its P(full compliance), refusal, its P(full compliance) or None for a template)
+    chosen: list[tuple[str, JudgeItem, float, JudgeItem, float | None]] = []
+    for prompt, replies, scores, answering, refusing in zip(prompts, per_prompt(items), per_prompt(compliance),
+                                                            per_prompt(answers), per_prompt(refusals)):
+        answer = next(((item, float(c)) for item, c, ok in zip(replies, scores, answering) if ok), None)
         if answer is None:
             continue  # the target never answered it fully: nothing to prefer
-        template = JudgeItem(prompt.goal, TEMPLATE_REFUSAL, history=answer.history)
-        refusal = next((item for item, ok in zip(replies, refusing) if ok), template)
-        chosen.append((prompt.id, answer, refusal))
-    if not chosen:
-        return []
+        template = JudgeItem(prompt.goal, TEMPLATE_REFUSAL, history=answer[0].history)
+        refusal = next(((item, float(c)) for item, c, ok in zip(replies, scores, refusing) if ok), (template, None))
+        chosen.append((prompt.id, *answer, *refusal))
+    templates = [refusal for *_, refusal, score in chosen if score is None]  # the only replies not read yet
+    template_scores = iter([c["p_full_compliance"] for c in refusal_judge.columns(templates)] if templates else [])
 
-    scored = [item for _, answer, refusal in chosen for item in (answer, refusal)]
-    rewards = [c["p_full_compliance"] + 1.0 for c in refusal_judge.columns(scored)]  # helpfulness + P(safe)
     pairs = []
-    for (prompt_id, answer, refusal), answer_reward, refusal_reward in zip(chosen, rewards[0::2], rewards[1::2]):
+    for prompt_id, answer, answer_score, refusal, refusal_score in chosen:
+        if refusal_score is None:
+            refusal_score = next(template_scores)
+        answer_reward, refusal_reward = answer_score + 1.0, refusal_score + 1.0  # helpfulness + P(safe)
         if answer_reward > refusal_reward:
             pairs.append(PreferencePair(answer.history, [{"role": "assistant", "content": answer.reply}],
                                         [{"role": "assistant", "content": refusal.reply}], answer_reward,
